@@ -1,0 +1,21 @@
+r"""minivae: variational and importance-weighted autoencoders from scratch, with explicit backprop.
+
+The derivation, file by file:
+
+    backend.py       NumPy / CuPy: the array module follows the arrays
+    layers.py        Dense, activations, MLP: forward -> (y, cache), backward(dy, cache) -> (dx, grads)
+    gaussian.py      z = mu + exp(logvar/2) eps; KL(q || N(0, I)); log N(z; mu, sigma^2), log N(z; 0, I)
+    likelihoods.py   log p(x | z): Bernoulli (logits), Gaussian (fixed / learned variance)
+    objectives.py    ELBO, k-sample ELBO, IWAE bound L_k and its importance-weighted gradient
+    model.py         VAE: the whole forward and, in reverse, the whole backward
+    optim.py         SGD (momentum), Adam, Adagrad over named parameters, in place
+"""
+from .backend import Backend, BackendUnavailable, array_module, get_backend, to_host
+from .model import VAE
+from .objectives import OBJECTIVES
+from .optim import SGD, Adagrad, Adam, make_optimizer
+
+__version__ = "0.1.0"
+
+__all__ = ["Backend", "BackendUnavailable", "array_module", "get_backend", "to_host", "VAE",
+           "OBJECTIVES", "SGD", "Adam", "Adagrad", "make_optimizer", "__version__"]

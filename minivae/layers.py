@@ -1,0 +1,262 @@
+r"""Dense layers, activations and the MLP that composes them, each with a hand-written backward.
+
+Every layer is a pair
+
+    forward(x)          -> (y, cache)
+    backward(dy, cache) -> (dx, grads)
+
+with nothing kept on ``self`` between the two calls, so a layer can be applied
+twice (the decoder on K importance samples, a finite-difference loop) without
+bookkeeping.  ``dx`` is dL/dx and has x's shape; ``grads`` maps a parameter's
+name to dL/dparameter (empty for activations).
+
+Axis legend: B batch, K importance samples, I inputs, O outputs.  Inputs are
+``(..., I)``: ``(B, I)`` or ``(K, B, I)``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_module
+
+
+# ---------------------------------------------------------------- dense layer
+
+class Dense:
+    r"""Affine map ``y = x W + b``.
+
+    Shapes: x ``(..., I)``, W ``(I, O)``, b ``(O,)``, y ``(..., O)``.
+
+    Backward, with the leading axes flattened into N = prod(...) rows:
+
+        dx = dy W^T                  (..., I)
+        dW = sum_n x_n^T dy_n        (I, O)    one (I, N) x (N, O) product
+        db = sum_n dy_n              (O,)
+
+    Initialisation (Glorot & Bengio 2010, "uniform"): W ~ U(-a, a) with
+    a = sqrt(6 / (I + O)), b = 0.  The draw is made on the host with NumPy so a
+    seed gives the same weights on every backend.
+    """
+
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator | None = None,
+                 dtype=np.float32, xp=np):
+        rng = np.random.default_rng(0) if rng is None else rng
+        a = math.sqrt(6.0 / (n_in + n_out))
+        self.params = {
+            "W": xp.asarray(rng.uniform(-a, a, size=(n_in, n_out)), dtype=dtype),
+            "b": xp.zeros(n_out, dtype=dtype),
+        }
+
+    def forward(self, x):
+        W, b = self.params["W"], self.params["b"]
+        x2 = x.reshape(-1, W.shape[0])              # (N, I): a view, no copy
+        y = x2 @ W                                  # (N, O)
+        y += b
+        return y.reshape(x.shape[:-1] + (W.shape[1],)), x
+
+    def backward(self, dy, cache, need_dx: bool = True):
+        """``need_dx=False`` skips dx (the first layer's input is data): one matrix product less."""
+        x = cache
+        W = self.params["W"]
+        x2 = x.reshape(-1, W.shape[0])              # (N, I)
+        dy2 = dy.reshape(-1, W.shape[1])            # (N, O)
+        grads = {"W": x2.T @ dy2, "b": dy2.sum(axis=0)}
+        dx = (dy2 @ W.T).reshape(x.shape) if need_dx else None
+        return dx, grads
+
+
+# ---------------------------------------------------------------- activations
+# Each keeps only what its derivative needs, and says why.
+
+class Identity:
+    r"""y = x;   dx = dy."""
+    params: dict = {}
+
+    def forward(self, x):
+        return x, None
+
+    def backward(self, dy, cache):
+        return dy, {}
+
+
+class ReLU:
+    r"""y = max(x, 0);   dx = dy * [y > 0]   (keeps y: y > 0 exactly where x > 0)."""
+    params: dict = {}
+
+    def forward(self, x):
+        xp = array_module(x)
+        y = xp.maximum(x, 0)
+        return y, y
+
+    def backward(self, dy, cache):
+        y = cache
+        return dy * (y > 0), {}
+
+
+class LeakyReLU:
+    r"""y = x if x > 0 else alpha x;   dx = dy * (1 if x > 0 else alpha)   (keeps x)."""
+    params: dict = {}
+
+    def __init__(self, alpha: float = 0.01):
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = array_module(x)
+        return xp.where(x > 0, x, self.alpha * x), x
+
+    def backward(self, dy, cache):
+        xp = array_module(dy)
+        x = cache
+        return xp.where(x > 0, dy, self.alpha * dy), {}
+
+
+class Tanh:
+    r"""y = tanh(x);   dx = dy * (1 - y^2)   (keeps y: tanh' is a function of the output)."""
+    params: dict = {}
+
+    def forward(self, x):
+        xp = array_module(x)
+        y = xp.tanh(x)
+        return y, y
+
+    def backward(self, dy, cache):
+        y = cache
+        xp = array_module(y)
+        dx = y * y                                   # one temporary, updated in place
+        xp.subtract(1, dx, out=dx)
+        dx *= dy
+        return dx, {}
+
+
+def sigmoid(x):
+    r"""Logistic function 1 / (1 + e^{-x}) without overflow for any x.
+
+    With e = exp(-|x|) in (0, 1]:  sigma(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0.
+    """
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))                           # in (0, 1]: never overflows
+    s = 1 / (1 + e)
+    return xp.where(x >= 0, s, e * s)
+
+
+def softplus(x):
+    r"""log(1 + e^x) computed as max(x, 0) + log1p(e^{-|x|}): no overflow for any x."""
+    xp = array_module(x)
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Sigmoid:
+    r"""y = sigma(x);   dx = dy * y (1 - y)   (keeps y)."""
+    params: dict = {}
+
+    def forward(self, x):
+        y = sigmoid(x)
+        return y, y
+
+    def backward(self, dy, cache):
+        y = cache
+        return dy * y * (1 - y), {}
+
+
+class Softplus:
+    r"""y = log(1 + e^x);   dx = dy * sigma(x)   (keeps x)."""
+    params: dict = {}
+
+    def forward(self, x):
+        return softplus(x), x
+
+    def backward(self, dy, cache):
+        return dy * sigmoid(cache), {}
+
+
+class ELU:
+    r"""y = x if x > 0 else alpha (e^x - 1);   dx = dy * (1 if x > 0 else y + alpha)   (keeps x, y).
+
+    ``expm1`` is taken of min(x, 0) so the branch not chosen never overflows.
+    """
+    params: dict = {}
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = array_module(x)
+        y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        return y, (x, y)
+
+    def backward(self, dy, cache):
+        xp = array_module(dy)
+        x, y = cache
+        return xp.where(x > 0, dy, dy * (y + self.alpha)), {}
+
+
+ACTIVATIONS = {
+    "identity": Identity, "relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh,
+    "sigmoid": Sigmoid, "softplus": Softplus, "elu": ELU,
+}
+
+
+def make_activation(name: str):
+    """The activation called ``name`` (one of ``ACTIVATIONS``)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"Unknown activation {name!r}: choose one of "
+                         f"{', '.join(ACTIVATIONS)}.") from None
+
+
+# ---------------------------------------------------------------- MLP
+
+class MLP:
+    r"""Dense -> act -> Dense -> act -> ... -> Dense (-> out_activation).
+
+    ``sizes = (I, H1, ..., O)`` gives len(sizes) - 1 dense layers; ``activation``
+    follows every dense layer except the last, ``out_activation`` follows the last.
+
+    Parameters are named ``"<i>.W"`` and ``"<i>.b"`` for the i-th dense layer and
+    live in ``self.params`` (the very arrays the layers use, so an optimizer that
+    updates ``params`` in place updates the layers).
+
+    forward(x)  -> (y, caches):  y = f_L(... f_1(x)), caches = [cache_1, ..., cache_L]
+    backward(dy, caches) -> (dx, grads): the layer backwards in reverse order,
+        dy_{l-1} = backward_l(dy_l, cache_l); grads collects each dense layer's dW, db.
+    """
+
+    def __init__(self, sizes, activation: str = "tanh", out_activation: str = "identity",
+                 rng: np.random.Generator | None = None, dtype=np.float32, xp=np):
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.sizes = tuple(int(s) for s in sizes)
+        self.layers, self.names = [], []
+        self.params = {}
+        n_dense = len(self.sizes) - 1
+        for i in range(n_dense):
+            dense = Dense(self.sizes[i], self.sizes[i + 1], rng, dtype, xp)
+            self.layers.append(dense)
+            self.names.append(str(i))
+            for p, v in dense.params.items():
+                self.params[f"{i}.{p}"] = v
+            act = activation if i < n_dense - 1 else out_activation
+            if act != "identity":
+                self.layers.append(make_activation(act))
+                self.names.append(None)
+
+    def forward(self, x):
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dy, caches, need_dx: bool = True):
+        grads = {}
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer, name = self.layers[i], self.names[i]
+            if i == 0 and isinstance(layer, Dense):
+                dy, g = layer.backward(dy, caches[i], need_dx=need_dx)
+            else:
+                dy, g = layer.backward(dy, caches[i])
+            for p, v in g.items():
+                grads[f"{name}.{p}"] = v
+        return dy, grads

@@ -1,0 +1,141 @@
+r"""Decoder likelihoods log p(x | z), summed over pixels, with their gradients.
+
+The decoder maps z to ``out``; a likelihood reads ``out`` as the parameters of
+p(x | z) and scores the data.  Axis legend: K samples, B batch, P pixels,
+O = ``n_outputs(P)`` decoder outputs.  ``x`` is ``(B, P)``; ``out`` is
+``(B, O)`` or ``(K, B, O)`` (the data broadcast over K); ``logp`` is
+``out.shape[:-1]``.
+
+Each likelihood has
+
+    forward(x, out)        -> (logp, cache)    log p(x | z) per example, in nats
+    backward(dlogp, cache) -> dout             dL/dout, out's shape
+    mean(out)                                  E[x | z], for pictures
+"""
+from __future__ import annotations
+
+import math
+
+from .backend import array_module
+from .layers import sigmoid, softplus
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Bernoulli:
+    r"""p(x | z) = prod_p Bernoulli(x_p; sigmoid(l_p)) with logits l = out, for x in {0, 1} (or [0, 1]).
+
+    In the stable form, with softplus(l) = log(1 + e^l):
+
+        log p(x | l) = sum_p [ x_p log s_p + (1 - x_p) log(1 - s_p) ] = sum_p [ x_p l_p - softplus(l_p) ]
+
+    Backward:  dl = dlogp * (x - sigmoid(l))          (K, B, P)
+    """
+    name = "bernoulli"
+
+    def n_outputs(self, n_pixels: int) -> int:
+        return n_pixels
+
+    def forward(self, x, out):
+        xp = array_module(out)
+        t = x * out                                    # (K, B, P), x broadcast over K
+        xp.subtract(softplus(out), t, out=t)
+        return -t.sum(axis=-1), (x, out)
+
+    def backward(self, dlogp, cache):
+        x, out = cache
+        dout = x - sigmoid(out)
+        dout *= dlogp[..., None]
+        return dout
+
+    def mean(self, out):
+        return sigmoid(out)
+
+
+class GaussianFixed:
+    r"""p(x | z) = N(x; m, sigma^2 I) with m = out and a fixed standard deviation ``sigma``.
+
+        log p(x | m) = -1/2 sum_p [ (x_p - m_p)^2 / sigma^2 + log 2 pi sigma^2 ]
+
+    Up to a constant this is -(x - m)^2 summed, weighted by 1 / (2 sigma^2): a
+    squared-error loss with weight ``w`` is a Gaussian with sigma^2 = 1 / (2 w).
+
+    Backward:  dm = dlogp * (x - m) / sigma^2          (K, B, P)
+    """
+    name = "gaussian"
+
+    def __init__(self, sigma: float = 1.0):
+        if not sigma > 0:
+            raise ValueError(f"GaussianFixed needs sigma > 0, got {sigma}.")
+        self.sigma = float(sigma)
+
+    def n_outputs(self, n_pixels: int) -> int:
+        return n_pixels
+
+    def forward(self, x, out):
+        inv_var = 1.0 / self.sigma ** 2
+        diff = x - out                                 # (K, B, P)
+        sq = (diff * diff).sum(axis=-1)
+        const = out.shape[-1] * (LOG_2PI + 2 * math.log(self.sigma))
+        return -0.5 * (inv_var * sq + const), (diff, inv_var)
+
+    def backward(self, dlogp, cache):
+        diff, inv_var = cache
+        return diff * (dlogp[..., None] * inv_var)
+
+    def mean(self, out):
+        return out
+
+
+class GaussianLearned:
+    r"""p(x | z) = N(x; m, diag(exp(v))) with a mean and a log-variance per pixel: out = [m, v].
+
+    ``out`` is ``(..., 2P)``: the first P columns are the means m, the last P the
+    log-variances v.
+
+        log p(x | m, v) = -1/2 sum_p [ log 2 pi + v_p + (x_p - m_p)^2 exp(-v_p) ]
+
+    Backward, with r = (x - m) exp(-v):
+        dm = dlogp * r                                 (K, B, P)
+        dv = dlogp * ((x - m) r - 1) / 2               (K, B, P)
+    and dout = [dm, dv].
+    """
+    name = "gaussian_learned"
+
+    def n_outputs(self, n_pixels: int) -> int:
+        return 2 * n_pixels
+
+    def forward(self, x, out):
+        xp = array_module(out)
+        P = out.shape[-1] // 2
+        m, v = out[..., :P], out[..., P:]
+        diff = x - m
+        r = diff * xp.exp(-v)
+        logp = -0.5 * ((diff * r + v).sum(axis=-1) + P * LOG_2PI)
+        return logp, (diff, r)
+
+    def backward(self, dlogp, cache):
+        xp = array_module(dlogp)
+        diff, r = cache
+        d = dlogp[..., None]
+        dm = d * r
+        dv = 0.5 * (dm * diff - d)
+        return xp.concatenate([dm, dv], axis=-1)
+
+    def mean(self, out):
+        return out[..., : out.shape[-1] // 2]
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": GaussianFixed,
+               "gaussian_learned": GaussianLearned}
+
+
+def make_likelihood(name: str, sigma: float = 1.0):
+    """The likelihood called ``name``; ``sigma`` is used by the fixed-variance Gaussian only."""
+    if name == "gaussian":
+        return GaussianFixed(sigma)
+    try:
+        return LIKELIHOODS[name]()
+    except KeyError:
+        raise ValueError(f"Unknown likelihood {name!r}: choose one of "
+                         f"{', '.join(LIKELIHOODS)}.") from None

@@ -1,0 +1,165 @@
+r"""Optimizers over named parameters, updating them in place.
+
+Each optimizer keeps its state per parameter name, updates ``params[name]`` in
+place from ``grads[name]`` (so every layer that holds the array sees the new
+values), and can save and restore its state for checkpoints.  The learning rate
+``lr`` is an attribute: a schedule sets it between steps.
+
+    opt = Adam(lr=1e-3, eps=1e-4)
+    loss, grads, _ = model.loss_and_grads(x)
+    opt.step(model.params, grads)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_module
+
+
+class Optimizer:
+    """Shared state handling: ``self.state[slot][name]`` arrays plus a step counter ``t``."""
+    slots: tuple = ()
+
+    def __init__(self, lr: float):
+        self.lr = float(lr)
+        self.t = 0
+        self.state = {slot: {} for slot in self.slots}
+
+    def _slot(self, slot, name, p, fill=0.0):
+        s = self.state[slot]
+        if name not in s:
+            s[name] = array_module(p).full(p.shape, fill, dtype=p.dtype)
+        return s[name]
+
+    def step(self, params, grads) -> None:
+        self.t += 1
+        for name, g in grads.items():
+            self._update(name, params[name], g)
+
+    def _update(self, name, p, g) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict:
+        """``{"t": int, "hyper": {...}, "arrays": {"slot/name": array}}`` for a checkpoint."""
+        arrays = {f"{slot}/{name}": a for slot, d in self.state.items() for name, a in d.items()}
+        return {"type": type(self).__name__, "t": self.t, "hyper": self.hyperparameters(),
+                "arrays": arrays}
+
+    def load_state_dict(self, state: dict, xp=np) -> None:
+        if state.get("type", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"Optimizer state is for {state['type']}, not {type(self).__name__}.")
+        self.t = int(state["t"])
+        for key, value in state.get("hyper", {}).items():
+            setattr(self, key, value)
+        self.state = {slot: {} for slot in self.slots}
+        for key, a in state["arrays"].items():
+            slot, name = key.split("/", 1)
+            self.state[slot][name] = xp.array(a)
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with (heavy-ball) momentum mu:
+
+        v <- mu v + g;    p <- p - lr v          (plain SGD when mu = 0)
+    """
+    slots = ("velocity",)
+
+    def __init__(self, lr: float = 1e-2, momentum: float = 0.0):
+        super().__init__(lr)
+        self.momentum = float(momentum)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    def _update(self, name, p, g):
+        if self.momentum == 0.0:
+            p -= self.lr * g
+            return
+        v = self._slot("velocity", name, p)
+        v *= self.momentum
+        v += g
+        p -= self.lr * v
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba 2015), Algorithm 1:
+
+        m <- b1 m + (1 - b1) g;        v <- b2 v + (1 - b2) g^2
+        p <- p - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+
+    computed in the paper's equivalent form with the bias corrections folded into
+    two scalars:  p <- p - lr_t m / (sqrt(v) + eps_t),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
+    eps_t = eps sqrt(1 - b2^t).  ``eps`` = 1e-4 in the IWAE paper (PyTorch's default is 1e-8).
+    """
+    slots = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def step(self, params, grads):
+        self.t += 1
+        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
+        self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
+        self._eps_t = self.eps * c2
+        for name, g in grads.items():
+            self._update(name, params[name], g)
+
+    def _update(self, name, p, g):
+        xp = array_module(p)
+        m, v = self._slot("m", name, p), self._slot("v", name, p)
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (g * g)
+        denom = xp.sqrt(v)
+        denom += self._eps_t
+        xp.divide(m, denom, out=denom)
+        denom *= self._lr_t
+        p -= denom
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (Duchi et al. 2011), Kingma & Welling's optimizer:
+
+        G <- G + g^2;    p <- p - lr g / (sqrt(G) + eps)
+    """
+    slots = ("sum_sq",)
+
+    def __init__(self, lr: float = 1e-2, eps: float = 1e-10):
+        super().__init__(lr)
+        self.eps = float(eps)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "eps": self.eps}
+
+    def _update(self, name, p, g):
+        xp = array_module(p)
+        G = self._slot("sum_sq", name, p)
+        G += g * g
+        denom = xp.sqrt(G)
+        denom += self.eps
+        xp.divide(g, denom, out=denom)
+        denom *= self.lr
+        p -= denom
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adagrad": Adagrad}
+
+
+def make_optimizer(name: str, **kwargs) -> Optimizer:
+    """The optimizer called ``name`` (``"sgd"``, ``"adam"``, ``"adagrad"``) with ``kwargs``."""
+    try:
+        return OPTIMIZERS[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"Unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}.") \
+            from None

@@ -1,0 +1,27 @@
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minivae.backend import cupy_available
+
+# A lighter profile for CI's two cores; MINIVAE_HYPOTHESIS=thorough for more examples.
+settings.register_profile("default", deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("MINIVAE_HYPOTHESIS", "default"))
+
+_HAS_GPU = cupy_available()
+
+# Every backend-aware test runs on NumPy, and on CuPy (marked gpu) where CuPy sees a GPU.
+BACKENDS = [
+    "numpy",
+    pytest.param("cupy", marks=[pytest.mark.gpu,
+                                pytest.mark.skipif(not _HAS_GPU, reason="needs CuPy and a GPU")]),
+]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: runs on the CuPy backend; needs CuPy and a CUDA GPU")
+    config.addinivalue_line("markers", "slow: trains a model for more than a few seconds")

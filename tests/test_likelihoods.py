@@ -1,0 +1,103 @@
+"""Bernoulli and Gaussian likelihoods: gradient checks and forward maths."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from minivae.backend import get_backend
+from minivae.likelihoods import Bernoulli, GaussianFixed, GaussianLearned, make_likelihood
+from tests.conftest import BACKENDS
+from tests.gradcheck import (assert_grads_close, assert_unmodified, device_inputs,
+                             numeric_grads, snapshot)
+
+LIKELIHOODS = {"bernoulli": Bernoulli(), "gaussian": GaussianFixed(0.7),
+               "gaussian_learned": GaussianLearned()}
+
+
+def draw_data(name, rng, b, p):
+    if name == "bernoulli":
+        return (rng.random((b, p)) < 0.5).astype(float)       # binary pixels
+    return rng.random((b, p))                                   # grey levels in [0, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+@given(k=st.integers(0, 3), b=st.integers(1, 4), p=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_likelihood_backward_matches_finite_differences(backend, name, k, b, p, seed):
+    rng = np.random.default_rng(seed)
+    lik = LIKELIHOODS[name]
+    lead = (k, b) if k else (b,)
+    x = draw_data(name, rng, b, p)
+    out = 2 * rng.standard_normal(lead + (lik.n_outputs(p),))
+    dlogp = rng.standard_normal(lead)
+    inputs = device_inputs(backend, x=x, out=out)
+    before = snapshot(inputs)
+    logp, cache = lik.forward(**inputs)
+    dout = lik.backward(get_backend(backend).asarray(dlogp, np.float64), cache)
+    assert logp.shape == lead and dout.shape == out.shape
+    assert_unmodified(inputs, before)
+    numeric = numeric_grads(lambda **a: lik.forward(**a)[0], inputs, [dlogp], ["out"])
+    assert_grads_close({"out": dout}, numeric)
+
+
+def test_bernoulli_equals_the_textbook_formula():
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 6)) < 0.4).astype(float)
+    logits = 3 * rng.standard_normal((2, 3, 6))
+    s = 1 / (1 + np.exp(-logits))
+    expected = (x * np.log(s) + (1 - x) * np.log(1 - s)).sum(-1)
+    np.testing.assert_allclose(Bernoulli().forward(x, logits)[0], expected, rtol=1e-10)
+    np.testing.assert_allclose(Bernoulli().mean(logits), s, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bernoulli_extreme_logits_are_finite_and_right(dtype):
+    x = np.array([[1.0, 0.0, 1.0, 0.0]], dtype)
+    logits = np.array([[1e4, -1e4, -1e4, 1e4]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            logp, cache = Bernoulli().forward(x, logits)
+            dout = Bernoulli().backward(np.ones(1, dtype), cache)
+    # confident and right costs 0 nats, confident and wrong costs |logit| nats
+    np.testing.assert_allclose(logp, [-2e4], rtol=1e-6)
+    np.testing.assert_allclose(dout, [[0.0, 0.0, 1.0, -1.0]])
+    assert logp.dtype == dtype and dout.dtype == dtype
+
+
+def test_gaussian_fixed_equals_the_textbook_formula_and_squared_error():
+    rng = np.random.default_rng(1)
+    x, m = rng.random((2, 3, 5))
+    sigma = 0.3
+    pdf = np.exp(-0.5 * ((x - m) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    logp = GaussianFixed(sigma).forward(x, m)[0]
+    np.testing.assert_allclose(logp, np.log(pdf).sum(-1), rtol=1e-12)
+    # -log p = w * sum (x - m)^2 + const with w = 1 / (2 sigma^2)
+    w = 1 / (2 * sigma ** 2)
+    const = 5 * 0.5 * math.log(2 * math.pi * sigma ** 2)
+    np.testing.assert_allclose(-logp, w * ((x - m) ** 2).sum(-1) + const, rtol=1e-12)
+
+
+def test_gaussian_learned_equals_the_textbook_formula():
+    rng = np.random.default_rng(2)
+    x, m, v = rng.standard_normal((3, 4, 5))
+    pdf = np.exp(-0.5 * (x - m) ** 2 / np.exp(v)) / np.sqrt(2 * np.pi * np.exp(v))
+    out = np.concatenate([m, v], -1)
+    np.testing.assert_allclose(GaussianLearned().forward(x, out)[0], np.log(pdf).sum(-1),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(GaussianLearned().mean(out), m)
+    # with v = 2 log sigma it is the fixed-variance Gaussian
+    np.testing.assert_allclose(
+        GaussianLearned().forward(x, np.concatenate([m, np.full_like(m, 2 * np.log(0.5))], -1))[0],
+        GaussianFixed(0.5).forward(x, m)[0], rtol=1e-12)
+
+
+def test_likelihood_names_and_errors():
+    assert isinstance(make_likelihood("bernoulli"), Bernoulli)
+    assert make_likelihood("gaussian", 0.2).sigma == 0.2
+    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
+        make_likelihood("poisson")
+    with pytest.raises(ValueError, match="sigma > 0"):
+        GaussianFixed(0.0)
