@@ -84,6 +84,17 @@ class Backend:
         """A NumPy array with the contents of ``a`` (a device-to-host copy on CuPy)."""
         return to_host(a)
 
+    def generator(self, *keys: int):
+        """A fresh generator on this backend, determined by (seed, *keys).
+
+        Training draws epoch e's noise from ``generator(e)``, so a run resumed at epoch e
+        draws exactly what an uninterrupted run would, with no generator state to save.
+        """
+        seq = np.random.SeedSequence([self.seed, *keys])
+        if self.name == "numpy":
+            return np.random.default_rng(seq)
+        return self.xp.random.default_rng(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
     def synchronize(self) -> None:
         """Wait for queued device work to finish (for timing); a no-op on NumPy."""
         if self.name == "cupy":

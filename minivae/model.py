@@ -217,6 +217,18 @@ class VAE:
         grads.update({f"decoder.{n}": g for n, g in dec_grads.items()})
         return grads
 
+    def log_weights(self, x, eps):
+        r"""log w = log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma eps:  (K, B), forward only."""
+        x = self._check_x(x)
+        h, _ = self.encoder.forward(x)
+        mu, logvar = h[:, : self.latent_dim], h[:, self.latent_dim:]
+        z, _ = G.reparameterize_forward(mu, logvar, eps.astype(self.dtype, copy=False))
+        out, _ = self.decoder.forward(z)
+        log_w = self.likelihood.forward(x, out)[0]
+        log_w += G.log_std_normal_forward(z)[0]
+        log_w -= G.log_normal_forward(z, mu, logvar)[0]
+        return log_w
+
     def loss_and_grads(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0,
                        eps=None, rng=None):
         r"""Loss = -(1/B) sum_b L(x_b) in nats per example, and dLoss/dparam for every parameter.
