@@ -7,7 +7,9 @@ The format, readable without minivae (``numpy.load(path, allow_pickle=False)``):
     config.json            uint8 array: UTF-8 JSON, read with ``json.loads(a.tobytes())``:
         format, version    "minivae-checkpoint", 1
         model              {"type": "VAE", "x_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
-                            "activation", "likelihood", "sigma", "dtype", "seed"}
+                            "activation", "likelihood", "sigma", "dtype", "seed"}, or for
+                           "TwoLayerVAE" "h1_dim", "h2_dim", "x_hidden", "h_hidden" in place of
+                           the sizes (the constructor's arguments, by name)
         optimizer          {"type": "Adam", "t": steps taken, "hyper": {"lr", "beta1", "beta2", "eps"}}
         train              the training configuration, "epoch" (epochs completed) and "history"
 
@@ -28,9 +30,10 @@ import numpy as np
 from .backend import to_host
 from .model import VAE
 from .optim import make_optimizer
+from .two_layer import TwoLayerVAE
 
 FORMAT, VERSION = "minivae-checkpoint", 1
-MODEL_TYPES = {"VAE": VAE}
+MODEL_TYPES = {"VAE": VAE, "TwoLayerVAE": TwoLayerVAE}
 
 
 class CheckpointError(ValueError):

@@ -8,7 +8,7 @@ log-sum-exp, so memory is bounded by ``max_rows`` decoder rows whatever k is:
 
     S = log sum_i w_i = logaddexp over chunks c of  log sum_{i in c} w_i,     L_k = S - log k.
 
-Active units (Burda et al. 2016, section 5.2): unit u is active when Cov_x(E_{q(u|x)}[u]) > 1e-2,
+Active units (Burda et al. 2016, section 5): unit u is active when Cov_x(E_{q(u|x)}[u]) > 1e-2,
 i.e. when the encoder's mean for u varies across the data.
 
 Command line, for any saved checkpoint:
@@ -54,12 +54,25 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 32768,
     return to_host(xp.concatenate(out))
 
 
-def active_units(model, x, threshold: float = 1e-2, batch_size: int = 1000):
-    r"""(number of active units, Cov_x(mu_u) per unit (D,)); mu is the encoder's mean E_q[u]."""
+def latent_mean_variances(model, x, batch_size: int = 1000) -> list:
+    r"""Cov_x(E_q[u]) for every unit u, one host array (D_l,) per stochastic layer."""
     xp = model.xp
-    mus = [model.encode(xp.asarray(x[i:i + batch_size], dtype=model.dtype))[0]
-           for i in range(0, x.shape[0], batch_size)]
-    var = to_host(xp.concatenate(mus).astype(xp.float64).var(axis=0))
+    rng = model.backend.generator(5)
+    per_batch = [model.latent_means(xp.asarray(x[i:i + batch_size], dtype=model.dtype), rng)
+                 for i in range(0, x.shape[0], batch_size)]
+    return [to_host(xp.concatenate([b[l] for b in per_batch]).astype(xp.float64).var(axis=0))
+            for l in range(len(per_batch[0]))]
+
+
+def active_units_per_layer(model, x, threshold: float = 1e-2, batch_size: int = 1000) -> list:
+    """Active units of each stochastic layer, e.g. [16, 5] (the paper writes "16+5")."""
+    return [int((v > threshold).sum()) for v in latent_mean_variances(model, x, batch_size)]
+
+
+def active_units(model, x, threshold: float = 1e-2, batch_size: int = 1000):
+    r"""(number of active units over all layers, Cov_x(E_q[u]) per unit (D,)) where E_q[u] is
+    the encoder's mean for a one-layer model (see :func:`latent_mean_variances`)."""
+    var = np.concatenate(latent_mean_variances(model, x, batch_size))
     return int((var > threshold).sum()), var
 
 
@@ -99,10 +112,10 @@ def main(argv=None) -> int:
     ll = log_likelihood(model, x_test, args.k, model.backend.generator(3, args.seed),
                         max_rows=args.max_rows)
     seconds = time.perf_counter() - t0
-    n_active, _ = active_units(model, x_test)
+    active = active_units_per_layer(model, x_test)
     s = summarize(ll)
     print(f"{ds.name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats "
-          f"(standard error), active units {n_active}/{model.latent_dim}, {seconds:.1f} s "
+          f"(standard error), active units {'+'.join(map(str, active))}, {seconds:.1f} s "
           f"on {model.backend.name}")
     return 0
 

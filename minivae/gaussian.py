@@ -49,6 +49,8 @@ def reparameterize_backward(dz, cache):
     """
     eps, sigma = cache
     dmu = _sum_to(dz, sigma.shape)
+    if dmu is dz:                                   # no K axis to fold: never hand back dz itself
+        dmu = dz.copy()
     dlogvar = _sum_to(dz * eps, sigma.shape)
     dlogvar *= 0.5 * sigma
     return dmu, dlogvar

@@ -24,47 +24,29 @@ from .layers import MLP
 from .likelihoods import make_likelihood
 
 
-class VAE:
-    r"""A VAE (Kingma & Welling 2013) that also trains as an IWAE (Burda et al. 2016).
+class LatentVariableModel:
+    r"""What every minivae model shares: parameters by name, input checks, noise, the loss.
 
-    Args:
-        x_dim: pixels per example P.
-        latent_dim: latent units D.
-        encoder_hidden, decoder_hidden: hidden layer sizes of the two MLPs.
-        activation: hidden activation (see :data:`minivae.layers.ACTIVATIONS`).
-        likelihood: ``"bernoulli"``, ``"gaussian"`` (fixed ``sigma``) or ``"gaussian_learned"``.
-        sigma: the fixed decoder standard deviation of the ``"gaussian"`` likelihood.
-        dtype: ``"float32"`` (training) or ``"float64"`` (gradient checks).
-        seed: seeds the Glorot initialisation (drawn on the host: same weights on every backend).
-        backend: ``"numpy"``, ``"cupy"`` or a :class:`~minivae.backend.Backend`.
-
-    Parameters live in ``self.params`` under names such as ``"encoder.0.W"`` and
-    ``"decoder.2.b"``; optimizers update those arrays in place.
+    A subclass builds its networks in ``__init__`` (then calls ``_finish_init``) and writes
+    ``forward(x, objective, k, beta, eps) -> (bound (B,), cache, stats)``, ``backward(dbound, cache)
+    -> grads``, ``log_weights(x, eps) -> (K, B)``, ``encode``, ``decode``, ``sample`` and
+    ``latent_means``.  ``eps_dim`` is the width of the noise one sample needs.
     """
 
-    def __init__(self, x_dim: int = 784, latent_dim: int = 50, encoder_hidden=(200, 200),
-                 decoder_hidden=(200, 200), activation: str = "tanh",
-                 likelihood: str = "bernoulli", sigma: float = 1.0, dtype: str = "float32",
-                 seed: int = 0, backend: str | Backend = "numpy"):
-        self.backend = get_backend(backend, seed) if isinstance(backend, str) else backend
-        self.xp = xp = self.backend.xp
-        self.dtype = np.dtype(dtype)
-        self.config = dict(x_dim=int(x_dim), latent_dim=int(latent_dim),
-                           encoder_hidden=[int(h) for h in encoder_hidden],
-                           decoder_hidden=[int(h) for h in decoder_hidden],
-                           activation=activation, likelihood=likelihood, sigma=float(sigma),
-                           dtype=self.dtype.name, seed=int(seed))
-        self.x_dim, self.latent_dim = int(x_dim), int(latent_dim)
-        self.likelihood = make_likelihood(likelihood, sigma)
-        rng = np.random.default_rng(seed)
-        self.encoder = MLP([x_dim, *encoder_hidden, 2 * latent_dim], activation,
-                           rng=rng, dtype=self.dtype, xp=xp)
-        self.decoder = MLP([latent_dim, *decoder_hidden, self.likelihood.n_outputs(x_dim)],
-                           activation, rng=rng, dtype=self.dtype, xp=xp)
-        self.params = {**{f"encoder.{n}": p for n, p in self.encoder.params.items()},
-                       **{f"decoder.{n}": p for n, p in self.decoder.params.items()}}
+    output_layer: str = ""                    # name of the parameter holding the decoder's output bias
 
-    # ------------------------------------------------------------ helpers
+    def _setup(self, backend, seed, dtype, likelihood, sigma):
+        self.backend = get_backend(backend, seed) if isinstance(backend, str) else backend
+        self.xp = self.backend.xp
+        self.dtype = np.dtype(dtype)
+        self.likelihood = make_likelihood(likelihood, sigma)
+        return np.random.default_rng(seed)
+
+    def _finish_init(self, networks: dict):
+        """Collect the networks' parameters as ``"<network>.<layer>.<W|b>"``."""
+        self.networks = networks
+        self.params = {f"{net}.{n}": p for net, mlp in networks.items() for n, p in mlp.params.items()}
+
     def _check_x(self, x):
         if getattr(x, "ndim", None) != 2 or x.shape[1] != self.x_dim:
             raise ValueError(f"x has shape {getattr(x, 'shape', type(x).__name__)} but the model "
@@ -72,10 +54,16 @@ class VAE:
                              f"{self.x_dim} pixels.")
         return x.astype(self.dtype, copy=False)
 
+    def _check_eps(self, eps, k, batch):
+        if eps.shape != (k, batch, self.eps_dim):
+            raise ValueError(f"eps has shape {eps.shape} but k={k} samples of a batch of {batch} "
+                             f"need ({k}, {batch}, {self.eps_dim}).")
+        return eps.astype(self.dtype, copy=False)
+
     def draw_eps(self, k: int, batch: int, rng=None):
-        """eps ~ N(0, I) of shape (k, batch, D) from ``rng`` (default: the backend's generator)."""
+        """eps ~ N(0, I) of shape (k, batch, eps_dim) from ``rng`` (default: the backend's generator)."""
         rng = self.backend.rng if rng is None else rng
-        return rng.standard_normal((k, batch, self.latent_dim), dtype=self.dtype)
+        return rng.standard_normal((k, batch, self.eps_dim), dtype=self.dtype)
 
     def load_params(self, arrays) -> None:
         """Copy ``arrays`` (name -> host or device array) into the parameters, in place."""
@@ -99,7 +87,7 @@ class VAE:
         """
         xp = self.xp
         m = xp.asarray(mean_x, dtype=self.dtype)
-        b = self.params[f"decoder.{len(self.decoder.sizes) - 2}.b"]
+        b = self.params[self.output_layer]
         if self.likelihood.name == "bernoulli":
             m = xp.clip(m, 0.001, 0.999)
             b[...] = xp.log(m) - xp.log1p(-m)
@@ -109,6 +97,70 @@ class VAE:
     @property
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    def loss_and_grads(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0,
+                       eps=None, rng=None):
+        r"""Loss = -(1/B) sum_b L(x_b) in nats per example, and dLoss/dparam for every parameter.
+
+        ``eps`` (k, B, eps_dim) makes the call deterministic; otherwise it is drawn from ``rng``
+        (default: the backend's generator).  Returns ``(loss, grads, stats)``; ``loss`` and the
+        stats are 0-d arrays on the backend's device (read them with ``float()`` off the hot loop).
+        """
+        bound, cache, stats = self.forward(x, objective, k, beta, eps, rng)
+        B = bound.shape[0]
+        dbound = self.xp.full(B, -1.0 / B, dtype=self.dtype)
+        return -bound.mean(), self.backward(dbound, cache), stats
+
+    def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
+        """The bound per example (B,), in nats, without gradients."""
+        return self.forward(x, objective, k, beta, eps, rng)[0]
+
+    def _prepare(self, x, objective, k, eps, rng):
+        if objective not in obj.OBJECTIVES:
+            raise ValueError(f"Unknown objective {objective!r}: choose one of "
+                             f"{', '.join(obj.OBJECTIVES)}.")
+        x = self._check_x(x)
+        eps = self.draw_eps(k, x.shape[0], rng) if eps is None else self._check_eps(eps, k, x.shape[0])
+        return x, eps
+
+
+class VAE(LatentVariableModel):
+    r"""A VAE (Kingma & Welling 2013) that also trains as an IWAE (Burda et al. 2016).
+
+    Args:
+        x_dim: pixels per example P.
+        latent_dim: latent units D.
+        encoder_hidden, decoder_hidden: hidden layer sizes of the two MLPs.
+        activation: hidden activation (see :data:`minivae.layers.ACTIVATIONS`).
+        likelihood: ``"bernoulli"``, ``"gaussian"`` (fixed ``sigma``) or ``"gaussian_learned"``.
+        sigma: the fixed decoder standard deviation of the ``"gaussian"`` likelihood.
+        dtype: ``"float32"`` (training) or ``"float64"`` (gradient checks).
+        seed: seeds the Glorot initialisation (drawn on the host: same weights on every backend).
+        backend: ``"numpy"``, ``"cupy"`` or a :class:`~minivae.backend.Backend`.
+
+    Parameters live in ``self.params`` under names such as ``"encoder.0.W"`` and
+    ``"decoder.2.b"``; optimizers update those arrays in place.
+    """
+
+    def __init__(self, x_dim: int = 784, latent_dim: int = 50, encoder_hidden=(200, 200),
+                 decoder_hidden=(200, 200), activation: str = "tanh",
+                 likelihood: str = "bernoulli", sigma: float = 1.0, dtype: str = "float32",
+                 seed: int = 0, backend: str | Backend = "numpy"):
+        rng = self._setup(backend, seed, dtype, likelihood, sigma)
+        self.config = dict(x_dim=int(x_dim), latent_dim=int(latent_dim),
+                           encoder_hidden=[int(h) for h in encoder_hidden],
+                           decoder_hidden=[int(h) for h in decoder_hidden],
+                           activation=activation, likelihood=likelihood, sigma=float(sigma),
+                           dtype=self.dtype.name, seed=int(seed))
+        self.x_dim, self.latent_dim = int(x_dim), int(latent_dim)
+        self.eps_dim = self.latent_dim
+        xp = self.xp
+        self.encoder = MLP([x_dim, *encoder_hidden, 2 * latent_dim], activation,
+                           rng=rng, dtype=self.dtype, xp=xp)
+        self.decoder = MLP([latent_dim, *decoder_hidden, self.likelihood.n_outputs(x_dim)],
+                           activation, rng=rng, dtype=self.dtype, xp=xp)
+        self.output_layer = f"decoder.{len(self.decoder.sizes) - 2}.b"
+        self._finish_init({"encoder": self.encoder, "decoder": self.decoder})
 
     # ------------------------------------------------------------ inference and generation
     def encode(self, x):
@@ -131,6 +183,10 @@ class VAE:
         rng = self.backend.rng if rng is None else rng
         return self.decode(rng.standard_normal((n, self.latent_dim), dtype=self.dtype))
 
+    def latent_means(self, x, rng=None):
+        """[E_q(z|x)[z]] = [mu(x)], one (B, D) array per stochastic layer (for active units)."""
+        return [self.encode(x)[0]]
+
     # ------------------------------------------------------------ the bound and its gradient
     def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
         r"""The bound L(x_b) per example (B,), with everything backward needs.
@@ -138,17 +194,8 @@ class VAE:
         Returns ``(bound, cache, stats)``; stats holds 0-d device arrays (no host sync):
         ``kl`` the mean closed-form KL, ``recon`` the mean -log p(x|z) over samples and batch.
         """
-        if objective not in obj.OBJECTIVES:
-            raise ValueError(f"Unknown objective {objective!r}: choose one of "
-                             f"{', '.join(obj.OBJECTIVES)}.")
-        x = self._check_x(x)
-        B, D = x.shape[0], self.latent_dim
-        if eps is None:
-            eps = self.draw_eps(k, B, rng)
-        elif eps.shape != (k, B, D):
-            raise ValueError(f"eps has shape {eps.shape} but k={k} samples of a batch of {B} "
-                             f"need ({k}, {B}, {D}).")
-        eps = eps.astype(self.dtype, copy=False)
+        x, eps = self._prepare(x, objective, k, eps, rng)
+        D = self.latent_dim
 
         h, enc_cache = self.encoder.forward(x)                        # (B, 2D)
         mu, logvar = h[:, :D], h[:, D:]                                # (B, D) each
@@ -188,6 +235,8 @@ class VAE:
         5. reparam:     dmu += sum_K dz,  dlogvar += sum_K dz eps sigma / 2
         6. KL:          dmu += dkl mu,  dlogvar += dkl (sigma^2 - 1) / 2      [elbo]
         7. encoder:     dh = [dmu, dlogvar] (B, 2D) -> encoder grads (no dx: x is data)
+
+        (The code takes step 6 before step 5, in the branch of step 4: a sum's order is free.)
         """
         xp = self.xp
         beta = cache["beta"]
@@ -228,20 +277,3 @@ class VAE:
         log_w += G.log_std_normal_forward(z)[0]
         log_w -= G.log_normal_forward(z, mu, logvar)[0]
         return log_w
-
-    def loss_and_grads(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0,
-                       eps=None, rng=None):
-        r"""Loss = -(1/B) sum_b L(x_b) in nats per example, and dLoss/dparam for every parameter.
-
-        ``eps`` (k, B, D) makes the call deterministic; otherwise it is drawn from ``rng``
-        (default: the backend's generator).  Returns ``(loss, grads, stats)``; ``loss`` and the
-        stats are 0-d arrays on the backend's device (read them with ``float()`` off the hot loop).
-        """
-        bound, cache, stats = self.forward(x, objective, k, beta, eps, rng)
-        B = bound.shape[0]
-        dbound = self.xp.full(B, -1.0 / B, dtype=self.dtype)
-        return -bound.mean(), self.backward(dbound, cache), stats
-
-    def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
-        """The bound per example (B,), in nats, without gradients."""
-        return self.forward(x, objective, k, beta, eps, rng)[0]

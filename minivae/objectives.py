@@ -38,7 +38,10 @@ def elbo_forward(log_px_z, kl, beta: float = 1.0):
 
 
 def elbo_backward(dL, cache):
-    r"""dlog_px_z = dL / K  (K, B) for every sample;   dkl = -beta dL  (B,)."""
+    r"""dlog_px_z = dL / K  (K, B) for every sample;   dkl = -beta dL  (B,).
+
+    dlog_px_z is a read-only broadcast view (no copy): use it, don't update it in place.
+    """
     K, beta = cache
     xp = array_module(dL)
     return xp.broadcast_to(dL / K, (K,) + dL.shape), -beta * dL
@@ -50,7 +53,10 @@ def mc_elbo_forward(log_w):
 
 
 def mc_elbo_backward(dL, cache):
-    r"""dlog w_i = dL / K for every i: each sample's gradient gets the same weight.   (K, B)."""
+    r"""dlog w_i = dL / K for every i: each sample's gradient gets the same weight.   (K, B).
+
+    A read-only broadcast view (no copy): use it, don't update it in place.
+    """
     K = cache
     xp = array_module(dL)
     return xp.broadcast_to(dL / K, (K,) + dL.shape)
@@ -75,7 +81,7 @@ def iwae_forward(log_w):
 
 
 def iwae_backward(dL, cache):
-    r"""dlog w_i = w_tilde_i dL   (K, B)   (Burda et al. 2016, eq. 13).
+    r"""dlog w_i = w_tilde_i dL   (K, B)   (Burda et al. 2016, section 3).
 
     From d/dlog w_i log sum_j exp(log w_j) = exp(log w_i) / sum_j exp(log w_j) = w_tilde_i;
     the model's backward then gives sum_i w_tilde_i grad log w_i.

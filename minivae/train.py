@@ -44,6 +44,10 @@ class TrainConfig:
         ``"iwae"``: Burda et al.: stage i = 0..7 lasts 3^i passes at lr * 10^(-i/7) (3280 passes);
                     with fewer ``epochs`` the stages keep their proportions.
         ``"exp"``:  lr decays geometrically from ``lr`` to ``lr_end`` over the epochs.
+    minutes:
+        a wall-clock budget: training stops at the first epoch end past it, and the schedule
+        follows the elapsed fraction of the budget instead of the fraction of ``epochs``
+        (which is then only an upper limit).  Timed runs are not bit-reproducible.
     """
     epochs: int = 10
     batch_size: int = 100
@@ -59,6 +63,7 @@ class TrainConfig:
     binarize: bool = True
     dataset: str = "mnist"
     eval_batch: int = 1000
+    minutes: float | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -69,16 +74,20 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """The learning rate for epoch ``epoch`` (0-based) under ``cfg.schedule``."""
+def learning_rate(cfg: TrainConfig, epoch: int, progress: float | None = None) -> float:
+    """The learning rate for epoch ``epoch`` (0-based) under ``cfg.schedule``.
+
+    ``progress`` in [0, 1), if given, is the fraction of a time budget already used and
+    replaces the fraction of epochs done.
+    """
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "exp":
-        frac = epoch / max(cfg.epochs - 1, 1)
-        return cfg.lr * (cfg.lr_end / cfg.lr) ** frac
+        frac = epoch / max(cfg.epochs - 1, 1) if progress is None else progress
+        return cfg.lr * (cfg.lr_end / cfg.lr) ** min(frac, 1.0)
     # iwae: map this epoch to the paper's pass p in [0, 3280); stage i covers passes
     # [(3^i - 1)/2, (3^(i+1) - 1)/2).
-    p = (epoch + 0.5) * IWAE_PASSES / cfg.epochs
+    p = (epoch + 0.5) * IWAE_PASSES / cfg.epochs if progress is None else progress * IWAE_PASSES
     i = min(int(math.log(2 * p + 1, 3)), 7)
     return cfg.lr * 10 ** (-i / 7)
 
@@ -90,13 +99,14 @@ def make_train_optimizer(cfg: TrainConfig):
 
 
 def evaluate_elbo(model, x_test_bin, cfg: TrainConfig) -> dict:
-    """Test -ELBO (analytic KL, one fixed eps), its KL and reconstruction terms, nats per example."""
+    """Test -ELBO (analytic KL, beta = 1 whatever the training beta, one fixed eps), its KL and
+    reconstruction terms, nats per example."""
     xp, be = model.xp, model.backend
     rng = be.generator(2)                                # the same eps every epoch
     totals = xp.zeros(3, dtype=xp.float64)
     for i in range(0, x_test_bin.shape[0], cfg.eval_batch):
         xb = x_test_bin[i:i + cfg.eval_batch]
-        bound, _, stats = model.forward(xb, "elbo", 1, cfg.beta, rng=rng)
+        bound, _, stats = model.forward(xb, "elbo", 1, 1.0, rng=rng)
         n = xb.shape[0]
         totals += xp.stack([-bound.sum(), stats["kl"] * n, stats["recon"] * n]).astype(xp.float64)
     nelbo, kl, recon = (float(v) / x_test_bin.shape[0] for v in be.to_host(totals))
@@ -131,8 +141,13 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
     N, B = X.shape[0], cfg.batch_size
     n_batches = math.ceil(N / B)
 
+    budget = None if cfg.minutes is None else 60.0 * cfg.minutes
+    elapsed = sum(r["seconds"] for r in history)                         # time spent before a resume
     for epoch in range(start_epoch, cfg.epochs):
-        optimizer.lr = learning_rate(cfg, epoch)
+        if budget is not None and elapsed >= budget:
+            log(f"time budget of {cfg.minutes:g} minutes used after {epoch} epochs")
+            break
+        optimizer.lr = learning_rate(cfg, epoch, None if budget is None else elapsed / budget)
         perm = xp.asarray(np.random.default_rng([cfg.seed, epoch]).permutation(N))
         rng = be.generator(1, epoch)
         bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", progress)
@@ -152,6 +167,7 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         train_loss = float(total) / N
         be.synchronize()
         seconds = time.perf_counter() - t0
+        elapsed += seconds
         if bar is not None:
             bar.close()
         if not math.isfinite(train_loss):

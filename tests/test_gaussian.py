@@ -33,6 +33,7 @@ def test_reparameterize_backward_matches_finite_differences(backend, k, b, d, se
     z, cache = G.reparameterize_forward(**inputs)
     dmu, dlogvar = G.reparameterize_backward(get_backend(backend).asarray(dz, np.float64), cache)
     assert z.shape == lead and dmu.shape == (b, d) and dlogvar.shape == (b, d)
+    assert not np.shares_memory(to_host(dmu), dz) and dmu is not dz
     assert_unmodified(inputs, before)
     numeric = numeric_grads(lambda **a: G.reparameterize_forward(**a)[0], inputs, [dz],
                             ["mu", "logvar"])

@@ -99,6 +99,18 @@ def test_iwae_at_k1_equals_the_single_sample_elbo_for_the_same_eps():
         np.testing.assert_allclose(g_i[n], g_m[n], rtol=1e-10, atol=1e-12)
 
 
+def test_log_weights_are_the_terms_of_the_sampled_bounds():
+    rng = np.random.default_rng(6)
+    model = small_model(seed=4)
+    x = draw_x(rng, "bernoulli", 5, 5)
+    eps = rng.standard_normal((7, 5, 2))
+    log_w = model.log_weights(x, eps)
+    assert log_w.shape == (7, 5)
+    np.testing.assert_allclose(model.bound(x, "mc_elbo", 7, eps=eps), log_w.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(model.bound(x, "iwae", 7, eps=eps), np.log(np.exp(log_w).mean(0)),
+                               rtol=1e-12)
+
+
 def test_monte_carlo_elbo_averages_to_the_analytic_elbo():
     # E_eps[log p(x|z) + log p(z) - log q(z|x)] = E_eps[log p(x|z)] - KL: same mean, more noise
     rng = np.random.default_rng(2)

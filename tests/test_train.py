@@ -29,6 +29,17 @@ def test_iwae_schedule_is_3_to_the_i_passes_at_1e_minus_3_times_10_to_minus_i_ov
     assert sum(counts) == 328 and counts[-1] == round(328 * 3 ** 7 / IWAE_PASSES)
 
 
+def test_time_budget_drives_the_schedule_and_stops_training():
+    cfg = TrainConfig(epochs=100, lr=1e-3, schedule="iwae", minutes=1.0)
+    assert learning_rate(cfg, 50, progress=0.0) == 1e-3                     # the epoch is ignored
+    assert np.isclose(learning_rate(cfg, 0, progress=0.99), 1e-3 * 10 ** (-1))
+    ds = mnist()
+    model, cfg = small_run(ds, epochs=50, minutes=1e-4)                     # 6 ms: one epoch
+    lines = []
+    history = train(model, ds.x_train[:200], ds.x_test[:50], cfg, log=lines.append)
+    assert len(history) == 1 and "time budget of 0.0001 minutes used after 1 epochs" in lines[-1]
+
+
 def test_bad_training_configs_are_clear_errors():
     with pytest.raises(ValueError, match="Unknown schedule 'cosine'"):
         TrainConfig(schedule="cosine")

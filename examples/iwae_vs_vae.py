@@ -1,0 +1,211 @@
+r"""Burda, Grosse & Salakhutdinov (2016), Tables 1 and 2, measured with minivae.
+
+    python examples/iwae_vs_vae.py --runs vae-1-1 iwae-1-50            # two cells of Table 1
+    python examples/iwae_vs_vae.py --objectives vae iwae --k 1 5 50 --layers 1 2   # the whole grid
+    python examples/iwae_vs_vae.py --runs vae-1-1 iwae-1-50 --table2   # plus Table 2's continuations
+    python examples/iwae_vs_vae.py --runs iwae-1-50 --minutes 30       # a shortened schedule
+
+A run is named ``<objective>-<layers>-<k>``.  The protocol (paper, section 5 and appendix):
+784-200-200-50 tanh (1 layer) or 100 + 50 units (2 layers), Bernoulli decoder, Glorot init,
+output bias at the logit of the mean training pixel, Adam (0.9, 0.999, eps 1e-4), batch 20,
+3^i passes at 1e-3 * 10^(-i/7) for i = 0..7 (3,280 passes), dynamic binarisation, and the test
+log-likelihood L_5000 on the 10,000 test images binarised once.  "vae" trains the k-sample
+Monte-Carlo ELBO (the paper's VAE: (1/k) sum grad log w_i); "iwae" the bound L_k.
+``--passes`` or ``--minutes`` shortens the schedule, keeping its shape; the report says which.
+
+Table 2 (``--table2``): the trained vae-1-1 continued with the IWAE k=50 objective, and the trained
+iwae-1-50 continued with the VAE objective (k=50), each at lr 1e-4 for 3^7 passes (scaled like
+the rest); the two are trained first unless OUT already holds their checkpoints.  Writes results.json, results.md (minivae beside the paper) and a checkpoint per run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minivae import VAE, get_backend
+from minivae.backend import BackendUnavailable
+from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.evaluate import active_units_per_layer, log_likelihood, summarize
+from minivae.train import IWAE_PASSES, TrainConfig, config_dict, train
+from minivae.two_layer import TwoLayerVAE
+
+# Table 1: (objective, layers, k) -> (test NLL in nats, active units "first+second")
+PAPER_TABLE1 = {
+    ("vae", 1, 1): (86.76, "19"), ("iwae", 1, 1): (86.76, "19"),
+    ("vae", 1, 5): (86.47, "20"), ("iwae", 1, 5): (85.54, "22"),
+    ("vae", 1, 50): (86.35, "20"), ("iwae", 1, 50): (84.78, "25"),
+    ("vae", 2, 1): (85.33, "16+5"), ("iwae", 2, 1): (85.33, "16+5"),
+    ("vae", 2, 5): (85.01, "17+5"), ("iwae", 2, 5): (83.89, "21+5"),
+    ("vae", 2, 50): (84.78, "17+5"), ("iwae", 2, 50): (82.90, "26+7"),
+}
+# Table 2 (1 layer): continuation name -> (from run, objective, k, paper NLL, paper active units)
+PAPER_TABLE2 = {
+    "vae-1-1+iwae-50": ("vae-1-1", "iwae", 50, 84.88, "22"),
+    "iwae-1-50+vae-50": ("iwae-1-50", "vae", 50, 86.02, "23"),
+}
+OBJECTIVE = {"vae": "mc_elbo", "iwae": "iwae"}
+PROTOCOL = ("Glorot init; output bias = logit(mean training pixel); Adam beta1=0.9, beta2=0.999, "
+            "eps=1e-4; batch 20; lr 1e-3*10^(-i/7) for 3^i passes, i=0..7; dynamic binarisation; "
+            "test NLL = L_k on the test set binarised once (seed 0)")
+
+
+def parse_run(name: str):
+    try:
+        objective, layers, k = name.split("-")
+        key = (objective, int(layers), int(k))
+    except ValueError:
+        key = None
+    if key not in PAPER_TABLE1:
+        raise SystemExit(f"error: unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50.")
+    return key
+
+
+def make_model(layers: int, backend, seed: int):
+    if layers == 1:
+        return VAE(784, 50, (200, 200), (200, 200), "tanh", "bernoulli", seed=seed, backend=backend)
+    return TwoLayerVAE(784, 100, 50, (200, 200), (100, 100), "tanh", "bernoulli", seed=seed,
+                       backend=backend)
+
+
+def hardware() -> dict:
+    return {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+            "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+
+
+def evaluate(model, x_eval, args) -> dict:
+    t0 = time.perf_counter()
+    ll = log_likelihood(model, x_eval, args.eval_k, model.backend.generator(3))
+    s = summarize(ll)
+    return {"test_nll": s["nll"], "test_nll_se": s["nll_se"], "eval_k": args.eval_k,
+            "eval_images": s["n"], "eval_seconds": time.perf_counter() - t0,
+            "active_units": "+".join(map(str, active_units_per_layer(model, x_eval)))}
+
+
+def run_one(name, model, cfg, ds, x_eval, args, optimizer=None, paper=None) -> dict:
+    out = Path(args.out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
+          f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
+    t0 = time.perf_counter()
+    history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer,
+                    on_epoch_end=lambda e, h, opt: save_checkpoint(
+                        out / "checkpoint.npz", model, opt,
+                        {"config": config_dict(cfg), "epoch": e + 1, "history": h,
+                         "dataset": "mnist", "binarize": True}))
+    wall = time.perf_counter() - t0
+    result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
+              "schedule": f"{cfg.schedule} over {cfg.epochs} passes"
+                          + (f", {cfg.minutes:g}-minute budget" if cfg.minutes else ""),
+              "train_seconds": wall, "seconds_per_pass": wall / max(len(history), 1),
+              "final_test_nelbo_k1": history[-1]["test_nelbo"] if history else None,
+              **evaluate(model, x_eval, args), "paper": paper}
+    print(f"   {name}: NLL {result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats "
+          f"(paper {paper[0] if paper else '-'}), active {result['active_units']}, "
+          f"{len(history)} passes in {wall / 60:.1f} min")
+    return result
+
+
+def markdown(results, args, backend_name) -> str:
+    lines = ["# minivae vs Burda et al. (2016)", "",
+             f"Protocol: {PROTOCOL}.", "",
+             f"Hardware: {hardware()}; backend {backend_name}.", "",
+             "| run | objective | layers | k | passes | minivae NLL (nats) | paper NLL | "
+             "minivae active | paper active | train wall clock |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        paper = r["paper"] or ("-", "-")
+        lines.append(f"| {r['run']} | {r['objective']} | {r['run'].split('-')[1]} | {r['k']} | "
+                     f"{r['passes']} ({r['schedule']}) | {r['test_nll']:.2f} ± {r['test_nll_se']:.2f} "
+                     f"(L_{r['eval_k']}, {r['eval_images']} images) | {paper[0]} | "
+                     f"{r['active_units']} | {paper[1]} | {r['train_seconds'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--runs", nargs="*", default=None, help="e.g. vae-1-1 iwae-1-50 iwae-2-5")
+    p.add_argument("--objectives", nargs="*", default=["vae", "iwae"], choices=["vae", "iwae"])
+    p.add_argument("--k", type=int, nargs="*", default=[1, 5, 50])
+    p.add_argument("--layers", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
+    p.add_argument("--passes", type=int, default=IWAE_PASSES,
+                   help="passes over the data; the 3^i schedule is scaled to fit")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--eval-k", type=int, default=5000)
+    p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (default all)")
+    p.add_argument("--subset", type=int, default=None, help="training images (default all 60,000)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--out", default="runs/iwae")
+    args = p.parse_args(argv)
+
+    keys = ([parse_run(r) for r in args.runs] if args.runs is not None else
+            [(o, layers, k) for layers in args.layers for o in args.objectives for k in args.k])
+    if args.table2:                    # the continuations start from trained vae-1-1 and iwae-1-50
+        for source in ("vae-1-1", "iwae-1-50"):
+            key = parse_run(source)
+            if key not in keys and not (Path(args.out) / source / "checkpoint.npz").exists():
+                keys.append(key)
+    try:
+        be = get_backend(args.backend, args.seed)
+        ds = load_dataset("mnist", args.data_dir, args.offline)
+    except (BackendUnavailable, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.subset:
+        ds = ds.__class__(**{**ds.__dict__, "x_train": ds.x_train[: args.subset],
+                             "y_train": ds.y_train[: args.subset]})
+    x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
+    base = dict(epochs=args.passes, batch_size=args.batch_size, lr=1e-3, schedule="iwae",
+                adam_eps=1e-4, seed=args.seed, minutes=args.minutes)
+    results, done = [], {}
+    for objective, layers, k in keys:
+        name = f"{objective}-{layers}-{k}"
+        model = make_model(layers, be, args.seed)
+        model.init_output_bias(ds.x_train.mean(axis=0))
+        cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **base)
+        results.append(run_one(name, model, cfg, ds, x_eval, args,
+                               paper=PAPER_TABLE1[(objective, layers, k)]))
+        done[name] = Path(args.out) / name / "checkpoint.npz"
+
+    if args.table2:
+        for name, (source, objective, k, nll, active) in PAPER_TABLE2.items():
+            path = done.get(source, Path(args.out) / source / "checkpoint.npz")
+            try:
+                model, _, _ = load_checkpoint(path, be, with_optimizer=False)
+            except CheckpointError as err:
+                print(f"error: Table 2 starts from {source}'s checkpoint: {err}", file=sys.stderr)
+                return 2
+            passes = max(1, round(args.passes * 3 ** 7 / IWAE_PASSES))
+            cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **{
+                **base, "epochs": passes, "lr": 1e-4, "schedule": "constant",
+                "minutes": None if args.minutes is None else args.minutes * 3 ** 7 / IWAE_PASSES})
+            results.append(run_one(name, model, cfg, ds, x_eval, args, paper=(nll, active)))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    existing = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+    merged = {r["run"]: r for r in existing}
+    merged.update({r["run"]: {**r, "backend": be.name, "hardware": hardware(), "protocol": PROTOCOL}
+                   for r in results})
+    all_results = list(merged.values())
+    (out / "results.json").write_text(json.dumps(all_results, indent=1))
+    (out / "results.md").write_text(markdown(all_results, args, be.name))
+    print(markdown(all_results, args, be.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

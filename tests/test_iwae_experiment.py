@@ -1,0 +1,42 @@
+"""examples/iwae_vs_vae.py end to end on a tiny budget: results.json, the table beside the paper."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.realdata import REPO, data_root, mnist
+
+
+def run(out, *args):
+    cmd = [sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), *args, "--passes", "1",
+           "--subset", "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
+           "--offline", "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_experiment_writes_results_beside_the_paper_and_runs_table2(tmp_path):
+    mnist()
+    out = tmp_path / "iwae"
+    r = run(out, "--runs", "iwae-2-5", "--table2")        # trains vae-1-1 and iwae-1-50 first
+    assert r.returncode == 0, r.stderr
+    results = {x["run"]: x for x in json.loads((out / "results.json").read_text())}
+    assert set(results) == {"iwae-2-5", "vae-1-1", "iwae-1-50", "vae-1-1+iwae-50",
+                            "iwae-1-50+vae-50"}
+    two = results["iwae-2-5"]
+    assert two["paper"] == [83.89, "21+5"] and "+" in two["active_units"]
+    assert two["passes"] == 1 and two["eval_k"] == 4 and two["test_nll"] > 0
+    assert two["backend"] == "numpy" and "protocol" in two and two["train_seconds"] > 0
+    assert results["vae-1-1+iwae-50"]["paper"] == [84.88, "22"]
+    table = (out / "results.md").read_text()
+    assert "| iwae-2-5 | iwae | 2 | 5 |" in table and "83.89" in table and "Protocol:" in table
+    assert (out / "vae-1-1" / "checkpoint.npz").exists()
+
+    r = run(out, "--runs", "vae-1-5")                     # a later run adds to the same table
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((out / "results.json").read_text())) == 6
+
+
+def test_unknown_run_name_is_a_clear_error(tmp_path):
+    r = run(tmp_path, "--runs", "iwae-3-50")
+    assert r.returncode != 0 and "unknown run 'iwae-3-50'" in r.stderr and "Traceback" not in r.stderr
