@@ -29,7 +29,7 @@ def test_experiment_writes_results_beside_the_paper_and_runs_table2(tmp_path):
     assert two["backend"] == "numpy" and "protocol" in two and two["train_seconds"] > 0
     assert results["vae-1-1+iwae-50"]["paper"] == [84.88, "22"]
     table = (out / "results.md").read_text()
-    assert "| iwae-2-5 | iwae | 2 | 5 |" in table and "83.89" in table and "Protocol:" in table
+    assert "| iwae-2-5 | iwae | 2 | 5 | 1 (iwae over 1 passes) | 20 |" in table and "83.89" in table and "Protocol:" in table
     assert (out / "vae-1-1" / "checkpoint.npz").exists()
 
     r = run(out, "--runs", "vae-1-5")                     # a later run adds to the same table
