@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from .backend import array_module
-from .layers import sigmoid, softplus
+from .layers import sigmoid
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -30,6 +30,10 @@ class Bernoulli:
         log p(x | l) = sum_p [ x_p log s_p + (1 - x_p) log(1 - s_p) ] = sum_p [ x_p l_p - softplus(l_p) ]
 
     Backward:  dl = dlogp * (x - sigmoid(l))          (K, B, P)
+
+    Both softplus(l) = max(l, 0) + log1p(e) and sigmoid(l) = [1 or e] / (1 + e) are built from
+    e = exp(-|l|) in (0, 1], which never overflows; forward computes e once and keeps it for
+    backward (one exponential per pixel instead of two).
     """
     name = "bernoulli"
 
@@ -38,15 +42,23 @@ class Bernoulli:
 
     def forward(self, x, out):
         xp = array_module(out)
-        t = x * out                                    # (K, B, P), x broadcast over K
-        xp.subtract(softplus(out), t, out=t)
-        return -t.sum(axis=-1), (x, out)
+        e = xp.abs(out)
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)                               # e = exp(-|l|), (K, B, P)
+        t = x * out                                    # x broadcast over K
+        t -= xp.maximum(out, 0)
+        t -= xp.log1p(e)                               # x l - softplus(l)
+        return t.sum(axis=-1), (x, out, e)
 
     def backward(self, dlogp, cache):
-        x, out = cache
-        dout = x - sigmoid(out)
-        dout *= dlogp[..., None]
-        return dout
+        xp = array_module(dlogp)
+        x, out, e = cache
+        r = 1 + e
+        xp.reciprocal(r, out=r)                        # 1 / (1 + e)
+        s = xp.where(out >= 0, r, e * r)               # sigmoid(l)
+        xp.subtract(x, s, out=s)
+        s *= dlogp[..., None]
+        return s
 
     def mean(self, out):
         return sigmoid(out)

@@ -33,6 +33,13 @@ class Optimizer:
             s[name] = array_module(p).full(p.shape, fill, dtype=p.dtype)
         return s[name]
 
+    def _scratch(self, name, p):
+        """A work array shaped like ``p``, kept between steps (not part of the saved state)."""
+        scratch = self.__dict__.setdefault("_work", {})
+        if name not in scratch or scratch[name].shape != p.shape:
+            scratch[name] = array_module(p).empty_like(p)
+        return scratch[name]
+
     def step(self, params, grads) -> None:
         self.t += 1
         for name, g in grads.items():
@@ -117,15 +124,19 @@ class Adam(Optimizer):
     def _update(self, name, p, g):
         xp = array_module(p)
         m, v = self._slot("m", name, p), self._slot("v", name, p)
-        m *= self.beta1
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)
-        denom = xp.sqrt(v)
-        denom += self._eps_t
-        xp.divide(m, denom, out=denom)
-        denom *= self._lr_t
-        p -= denom
+        t = self._scratch(name, p)                     # reused each step: no allocations
+        xp.subtract(g, m, out=t)
+        t *= 1.0 - self.beta1
+        m += t                                         # m <- b1 m + (1 - b1) g
+        xp.multiply(g, g, out=t)
+        t -= v
+        t *= 1.0 - self.beta2
+        v += t                                         # v <- b2 v + (1 - b2) g^2
+        xp.sqrt(v, out=t)
+        t += self._eps_t
+        xp.divide(m, t, out=t)
+        t *= self._lr_t
+        p -= t                                         # p <- p - lr_t m / (sqrt(v) + eps_t)
 
 
 class Adagrad(Optimizer):
