@@ -1,0 +1,1 @@
+"""minivae against PyTorch: the benchmark harness (``python benchmarks/run.py``; see README.md here)."""
