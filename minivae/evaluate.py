@@ -27,7 +27,7 @@ import numpy as np
 from .backend import to_host
 
 
-def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 32768,
+def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
                    batch_size: int | None = None):
     r"""L_k per example, host float64 array (N,), in nats; x is (N, P), binarised already.
 
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="default: the checkpoint's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--offline", action="store_true")
-    p.add_argument("--max-rows", type=int, default=32768, help="latent samples decoded at once")
+    p.add_argument("--max-rows", type=int, default=8192, help="latent samples decoded at once")
     p.add_argument("--seed", type=int, default=0, help="binarisation and sampling seed")
     args = p.parse_args(argv)
     try:
