@@ -112,7 +112,7 @@ def normal_ppf(p: float) -> float:
 
 
 # ---------------------------------------------------------------- figure plumbing
-def _figure(width_in: float, height_in: float, layout: str | None = "tight"):
+def figure(width_in: float, height_in: float, layout: str | None = "tight"):
     """A matplotlib Figure on an Agg canvas (no pyplot), with a clear error if matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,7 +125,7 @@ def _figure(width_in: float, height_in: float, layout: str | None = "tight"):
     return fig
 
 
-def _save(fig, path) -> Path:
+def save(fig, path) -> Path:
     """Render ``fig`` and write a compact PNG: 8-bit grey if every pixel is grey, else 256 colours.
 
     matplotlib's own PNGs are RGBA.  Figures of decoded images are grey and compress about
@@ -152,7 +152,7 @@ def _to_device(model, x):
     return model.backend.asarray(x, dtype=model.dtype)
 
 
-def _grid_figure(grid: np.ndarray, title: str | None = None, left: int = 10, bottom: int = 10):
+def grid_figure(grid: np.ndarray, title: str | None = None, left: int = 10, bottom: int = 10):
     r"""A figure showing ``grid`` at a whole number of screen pixels per image pixel.
 
     The scale is the largest integer <= MAX_PIXEL_SCALE that keeps the grid's longest side
@@ -165,7 +165,7 @@ def _grid_figure(grid: np.ndarray, title: str | None = None, left: int = 10, bot
     scale = max(1, min(MAX_PIXEL_SCALE, GRID_PIXELS // max(h, w)))   # screen px per image px
     top, right = (28 if title else 10), 10
     width, height = left + scale * w + right, bottom + scale * h + top
-    fig = _figure(width / DPI, height / DPI, layout=None)
+    fig = figure(width / DPI, height / DPI, layout=None)
     ax = fig.add_axes((left / width, bottom / height, scale * w / width, scale * h / height))
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     ax.set_xticks([])
@@ -175,7 +175,7 @@ def _grid_figure(grid: np.ndarray, title: str | None = None, left: int = 10, bot
     return fig, ax
 
 
-def _label_rows(ax, labels, tile: int, gap: int = 1) -> None:
+def label_rows(ax, labels, tile: int, gap: int = 1) -> None:
     """Name each row of tiles with a y tick at its centre."""
     ax.set_yticks([r * (tile + gap) + (tile - 1) / 2 for r in range(len(labels))])
     ax.set_yticklabels(labels, fontsize=9)
@@ -190,16 +190,16 @@ def plot_reconstructions(model, x, path, n: int = 10) -> Path:
     n = x.shape[0]
     grid = image_grid(np.concatenate([to_host(x), to_host(recon)]).astype(np.float32), 2, n)
     side = math.isqrt(model.x_dim)
-    fig, ax = _grid_figure(grid, left=110)
-    _label_rows(ax, ["input", "reconstruction"], side)
-    return _save(fig, path)
+    fig, ax = grid_figure(grid, left=110)
+    label_rows(ax, ["input", "reconstruction"], side)
+    return save(fig, path)
 
 
 def plot_samples(model, path, rng, n: int = 8) -> Path:
     """An n x n grid of decode(z), z ~ N(0, I): ``model.sample(n * n, rng)``."""
     grid = image_grid(model.sample(n * n, rng), n, n)
-    fig, _ = _grid_figure(grid, title="samples  E[x | z],  z ~ N(0, I)")
-    return _save(fig, path)
+    fig, _ = grid_figure(grid, title="samples  E[x | z],  z ~ N(0, I)")
+    return save(fig, path)
 
 
 def encode_means(model, x, batch_size: int = 1000) -> np.ndarray:
@@ -238,7 +238,7 @@ def plot_latent_space(model, x, labels, path, class_names=None, batch_size: int 
         class_names = [str(c) for c in range(max(10, classes.max(initial=0) + 1))]
 
     cmap = colormaps["tab10"]
-    fig = _figure(6.4, 5.0)
+    fig = figure(6.4, 5.0)
     ax = fig.add_subplot()
     ax.scatter(points[:, 0], points[:, 1], c=cmap(labels % 10), s=2, alpha=0.6)
     handles = [Line2D([], [], linestyle="", marker="o", markersize=5, color=cmap(c % 10),
@@ -250,7 +250,7 @@ def plot_latent_space(model, x, labels, path, class_names=None, batch_size: int 
     title = "encoder means" if model.latent_dim == 2 else \
         f"encoder means, first 2 of {model.latent_dim} principal components"
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_manifold(model, path, n: int = 20) -> Path:
@@ -268,14 +268,14 @@ def plot_manifold(model, path, n: int = 20) -> Path:
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)                      # (n*n, 2)
     grid = image_grid(model.decode(_to_device(model, z)), n, n)
     side = math.isqrt(model.x_dim)
-    fig, ax = _grid_figure(grid, title="decode(z) on normal quantiles", left=64, bottom=40)
+    fig, ax = grid_figure(grid, title="decode(z) on normal quantiles", left=64, bottom=40)
     ends = [0, n - 1]
     centres = [i * (side + 1) + (side - 1) / 2 for i in ends]
     ax.set_xticks(centres, [f"{q[i]:.2f}" for i in ends], fontsize=8)
     ax.set_yticks(centres, [f"{q[::-1][i]:.2f}" for i in ends], fontsize=8)
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_interpolations(model, x, path, pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)),
@@ -299,10 +299,10 @@ def plot_interpolations(model, x, path, pairs=((0, 1), (2, 3), (4, 5), (6, 7), (
                           axis=1)                                       # (R, S + 2, P)
     grid = image_grid(rows.reshape(-1, rows.shape[-1]).astype(np.float32), len(pairs), steps + 2)
     side = math.isqrt(model.x_dim)
-    fig, ax = _grid_figure(grid, title="input, decoded path between encoder means, input",
+    fig, ax = grid_figure(grid, title="input, decoded path between encoder means, input",
                            left=60)
-    _label_rows(ax, [f"{a} \u2192 {b}" for a, b in pairs], side)
-    return _save(fig, path)
+    label_rows(ax, [f"{a} \u2192 {b}" for a, b in pairs], side)
+    return save(fig, path)
 
 
 def plot_training_curves(history, path) -> Path:
@@ -311,7 +311,7 @@ def plot_training_curves(history, path) -> Path:
     ``history`` is a list of dicts with ``epoch``, ``train_loss`` and ``test_nelbo``; an entry
     without a value (missing or None, e.g. no evaluation that epoch) is skipped for that curve.
     """
-    fig = _figure(6.4, 4.0)
+    fig = figure(6.4, 4.0)
     ax = fig.add_subplot()
     for key, name, style in (("train_loss", "train loss", "-"), ("test_nelbo", "test NELBO", "o-")):
         points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
@@ -323,7 +323,7 @@ def plot_training_curves(history, path) -> Path:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(frameon=False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 __all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",

@@ -177,7 +177,8 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   **evaluate_elbo(model, X_test, cfg), "seconds": seconds}
         history.append(record)
-        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {cfg.objective} loss {train_loss:8.3f}  "
+        objective = cfg.objective + (f" beta={cfg.beta:g}" if cfg.beta != 1 else "")
+        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {objective} loss {train_loss:8.3f}  "
             f"test -ELBO {record['test_nelbo']:8.3f} nats  KL {record['test_kl']:6.3f}  "
             f"lr {optimizer.lr:.2e}  {seconds:6.2f} s")
         if on_epoch_end is not None:

@@ -1,0 +1,218 @@
+r"""beta-VAE: the same model trained with the KL term weighted by beta < 1, = 1 and > 1.
+
+    python examples/beta_vae.py                             # betas 0.5 1 4, a few minutes on 2 cores
+    python examples/beta_vae.py --betas 0.25 1 2 8 --epochs 20 --out runs/beta-vae-long
+    python examples/beta_vae.py --backend cupy              # the same on an NVIDIA GPU
+
+Each model maximises  E_q[log p(x|z)] - beta KL(q(z|x) || N(0, I))  (Higgins et al. 2017).
+beta = 1 is the ELBO, a bound on log p(x).  beta > 1 charges more for every nat of information
+the latent code carries about x: units that are not worth their price are switched off
+(q(z_d|x) = N(0, 1) for every x, KL_d = 0, the unit is inactive), the reconstructions blur, and
+samples from the prior look more like the reconstructions.  beta < 1 makes information cheap:
+more units carry more nats, reconstructions sharpen, and the aggregate posterior drifts away from
+N(0, I), so samples from the prior get worse.  All models share the architecture, the
+initialisation and every random draw (seed): only beta differs.
+
+Printed per beta, on the test set (binarised once):  -ELBO = recon + KL (the beta = 1 bound,
+comparable across betas), recon = -E_q log p(x|z), KL, the training loss recon + beta KL, and the
+active units (Burda et al. 2016: Cov_x E_q[z_d] > 0.01).
+
+Writes to --out (default runs/beta_vae): metrics.json, kl_per_dimension.png (KL of each latent
+unit, sorted, one panel per beta), reconstructions_samples.png (rows = betas: test
+reconstructions, then samples from the prior) and traversals.png (the three units with the most
+KL per beta, swept from -3 to 3 around one test digit's code).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minivae import VAE, get_backend, to_host
+from minivae.analysis import kl_per_dimension
+from minivae.backend import BackendUnavailable
+from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.evaluate import active_units
+from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or with mnist/)")
+    p.add_argument("--offline", action="store_true", help="never download")
+    p.add_argument("--out", default="runs/beta_vae", help="output folder (created if missing)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 4.0],
+                   help="KL weights, one model each")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--subset", type=int, default=None,
+                   help="train on the first N training images only (quick runs)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--hidden", type=int, nargs="+", default=[256],
+                   help="hidden layer sizes of the encoder (the decoder mirrors them)")
+    p.add_argument("--activation", default="tanh")
+    p.add_argument("--lr", type=float, default=1e-3, help="decays geometrically to lr / 10")
+    args = p.parse_args(argv)
+    if any(not b > 0 for b in args.betas):
+        p.error(f"every beta must be > 0, got {args.betas}")
+    return args
+
+
+# ---------------------------------------------------------------- one model per beta
+
+def train_one(args, beta, be, x_train, x_test):
+    """A fresh VAE (same seed for every beta) trained with the KL term weighted by beta."""
+    hidden = list(args.hidden)
+    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
+                decoder_hidden=hidden[::-1], activation=args.activation, seed=args.seed,
+                backend=be)
+    model.init_output_bias(x_train.mean(axis=0))
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, beta=beta, lr=args.lr,
+                      schedule="exp", lr_end=args.lr / 10, seed=args.seed, dataset=args.dataset)
+    history = train(model, x_train, x_test, cfg,
+                    log=lambda line: print(f"  [beta {beta:g}] {line}"))
+    return model, cfg, history
+
+
+def summarize(model, beta, history, x_test_bin) -> dict:
+    """The numbers of one beta: the test terms of the last epoch, KL per unit, active units."""
+    last = history[-1]
+    recon, kl = last["test_recon"], last["test_kl"]
+    n_active, var_mu = active_units(model, x_test_bin)
+    return {"beta": beta, "test_nelbo": recon + kl, "test_recon": recon, "test_kl": kl,
+            "test_loss": recon + beta * kl, "active_units": n_active,
+            "kl_per_dim": kl_per_dimension(model, x_test_bin).tolist(),
+            "var_mu": var_mu.tolist(), "history": history}
+
+
+# ---------------------------------------------------------------- figures
+
+def plot_kl_per_dimension(rows, path, threshold=1e-2):
+    """One panel per beta: KL of each unit in nats, sorted; active units dark, inactive light."""
+    from minivae import plots
+    fig = plots.figure(2.6 * len(rows) + 0.6, 3.0)
+    axes = fig.subplots(1, len(rows), sharey=True, squeeze=False)[0]
+    for ax, r in zip(axes, rows):
+        kl = np.asarray(r["kl_per_dim"])
+        order = np.argsort(kl)[::-1]                                     # most informative first
+        active = np.asarray(r["var_mu"])[order] > threshold
+        ax.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "lightgray"))
+        ax.set_title(f"beta = {r['beta']:g}: KL {r['test_kl']:.1f} nats,\n"
+                     f"{r['active_units']}/{len(kl)} active", fontsize=9)
+        ax.set_xlabel("latent unit (sorted)", fontsize=8)
+        ax.set_xticks([])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("KL per unit (nats)")
+    return plots.save(fig, path)
+
+
+def labelled_grid(tiles, path, row_labels, title, col_labels=None):
+    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
+    from minivae import plots
+    R, C, P = tiles.shape
+    side = math.isqrt(P)
+    grid = plots.image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
+    left = 12 + 7 * max(len(label) for label in row_labels)         # room for the row labels
+    fig, ax = plots.grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)
+    plots.label_rows(ax, row_labels, side)
+    if col_labels:
+        ax.set_xticks([c * (side + 1) + (side - 1) / 2 for c in range(C)], col_labels, fontsize=8)
+    return plots.save(fig, path)
+
+
+def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> list[Path]:
+    from minivae import plots
+    be = models[0].backend
+    x = be.asarray(x_test_bin[:n], models[0].dtype)
+    blank = np.full((1, x.shape[1]), plots.SEPARATOR, dtype=np.float32)        # a spacer tile
+    # rows = betas: n reconstructions | spacer | n samples; the first row shows the inputs
+    grid_rows = [np.concatenate([to_host(x), blank, np.repeat(blank, n, 0)])]
+    for model in models:
+        z = be.generator(4, seed).standard_normal((n, model.latent_dim), dtype=model.dtype)
+        grid_rows.append(np.concatenate([to_host(model.reconstruct(x)), blank,
+                                         to_host(model.decode(z))]))
+    written = [plot_kl_per_dimension(rows, out / "kl_per_dimension.png"),
+               labelled_grid(np.stack(grid_rows), out / "reconstructions_samples.png",
+                             ["input"] + [f"beta = {r['beta']:g}" for r in rows],
+                             "test reconstructions  |  samples from the prior "
+                             "(the same z in every row)")]
+
+    # traversals: one digit's code, the 3 units with the most KL each swept over -3..3
+    values = np.linspace(-3, 3, 9)
+    tiles, labels = [], []
+    for model, r in zip(models, rows):
+        mu, _ = model.encode(x[:1])                                             # (1, D)
+        for d in np.argsort(r["kl_per_dim"])[::-1][:3]:
+            z = model.xp.repeat(mu, len(values), axis=0)                        # (9, D)
+            z[:, d] = model.xp.asarray(values, dtype=model.dtype)
+            tiles.append(to_host(model.decode(z)))
+            labels.append(f"b={r['beta']:g} z{d} {r['kl_per_dim'][d]:.1f}")
+    written.append(labelled_grid(np.stack(tiles), out / "traversals.png", labels,
+                                 "one unit swept, the others at a test digit's code "
+                                 "(row: beta, unit, its KL in nats)",
+                                 col_labels=[f"{v:g}" for v in values]))
+    return written
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    try:
+        be = get_backend(args.backend, args.seed)
+        ds = load_dataset(args.dataset, args.data_dir, args.offline)
+    except (BackendUnavailable, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
+    x_test_bin = binarize_fixed(ds.x_test, args.seed)             # what train() evaluates on
+    print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images, "
+          f"binarised; backend {be.name}; betas {' '.join(f'{b:g}' for b in args.betas)}")
+
+    t0 = time.perf_counter()
+    models, rows = [], []
+    for beta in args.betas:
+        try:
+            model, cfg, history = train_one(args, beta, be, x_train, ds.x_test)
+        except NonFiniteLoss as err:
+            print(f"error: beta {beta:g}: {err}", file=sys.stderr)
+            return 3
+        models.append(model)
+        rows.append(summarize(model, beta, history, x_test_bin))
+    seconds = time.perf_counter() - t0
+
+    enc = " -> ".join(str(s) for s in models[0].encoder.sizes)
+    print(f"\nmodel: encoder {enc} ({args.activation}), Bernoulli decoder; "
+          f"{args.epochs} epochs per beta; test set, nats per image")
+    print(f"{'beta':>6} {'-ELBO':>8} {'recon':>8} {'KL':>7} {'recon+bKL':>10} {'active':>7}")
+    for r in rows:
+        print(f"{r['beta']:6g} {r['test_nelbo']:8.2f} {r['test_recon']:8.2f} {r['test_kl']:7.2f} "
+              f"{r['test_loss']:10.2f} {r['active_units']:4d}/{models[0].latent_dim}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {"dataset": ds.name, "backend": be.name, "train_images": int(x_train.shape[0]),
+               "seconds": seconds, "model": models[0].config,
+               "train": {**config_dict(cfg), "beta": args.betas},
+               "betas": rows}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    try:
+        written = make_figures(models, rows, x_test_bin, out, args.seed)
+        print("figures: " + ", ".join(p.name for p in written))
+    except ImportError:
+        print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+    print(f"training {seconds:.0f} s; wrote {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

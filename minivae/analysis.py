@@ -1,0 +1,206 @@
+r"""Looking inside a trained VAE: KL per latent unit, attribute vectors, stroke thickness, paths in z.
+
+Helpers shared by the teaching examples (``examples/beta_vae.py``, ``examples/gaussian_decoder.py``,
+``examples/latent_arithmetic.py``).  Axis legend: N examples, B batch, P pixels, D latent units,
+S steps along a path.  The array module follows the model or the arrays (NumPy or CuPy); results
+that are summaries for printing (:func:`kl_per_dimension`) come back as host NumPy arrays, latent
+vectors (:func:`attribute_vector`, :func:`interpolate`) stay on the model's device.
+
+    kl_per_dimension(model, x)          E_x KL(q(z_d|x) || N(0, 1)) for each unit d        (D,) host
+    mean_encoding(model, x)             E_x mu(x), the mean of the encoder means             (D,)
+    attribute_vector(model, x_a, x_b)   E_{x_a} mu - E_{x_b} mu                             (D,)
+    stroke_thickness(x)                 2 * ink / total variation, a stroke width in pixels  (N,)
+    quantile_split(values, q, groups)   the top and bottom q of values, within each group
+    interpolate(z_a, z_b, steps)        linear or spherical paths from z_a to z_b          (..., S, D)
+    sigma_for_r_loss_factor(r, P)       the fixed decoder sigma that a weighted squared error means
+    dequantize(x, rng)                  grey levels k/255 -> (k + u)/256, u ~ U[0, 1)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import gaussian as G
+from .backend import array_module, to_host
+
+
+# ---------------------------------------------------------------- the encoder, summarised
+
+def _encoded_batches(model, x, batch_size: int):
+    """Yield (mu, logvar), each (b, D) on the model's device, ``batch_size`` rows of x at a time."""
+    if x.shape[0] == 0:
+        raise ValueError("x has no rows: pass at least one example.")
+    for start in range(0, x.shape[0], batch_size):
+        xb = model.xp.asarray(x[start:start + batch_size], dtype=model.dtype)
+        yield model.encode(xb)
+
+
+def kl_per_dimension(model, x, batch_size: int = 1000) -> np.ndarray:
+    r"""The closed-form KL of each latent unit, averaged over the data:  (D,) host float64, nats.
+
+    For a VAE with one stochastic layer and the prior N(0, I) (:class:`minivae.VAE`).
+
+        KL_d = (1/N) sum_n 1/2 ( sigma_nd^2 + mu_nd^2 - 1 - log sigma_nd^2 )
+
+    q(z|x) is diagonal, so KL(q || N(0, I)) is the sum over units of these one-dimensional KLs and
+    ``kl_per_dimension(model, x).sum()`` is the mean KL term of the ELBO.  Each unit is handed to
+    :func:`minivae.gaussian.kl_normal_std_forward` as a Gaussian of dimension one (a trailing
+    axis of length 1), so the formula is the library's own.  A unit the model does not use has
+    q(z_d|x) = N(0, 1) for every x and KL_d = 0: beta > 1 pushes units there.
+    """
+    xp = model.xp
+    total = xp.zeros(model.latent_dim, dtype=xp.float64)                   # (D,)
+    for mu, logvar in _encoded_batches(model, x, batch_size):
+        kl, _ = G.kl_normal_std_forward(mu[..., None], logvar[..., None])  # (b, D): one KL per unit
+        total += kl.astype(xp.float64).sum(axis=0)
+    return to_host(total / x.shape[0])
+
+
+def mean_encoding(model, x, batch_size: int = 1000):
+    r"""(1/N) sum_n mu(x_n), the mean of the encoder means: (D,) on the model's device, its dtype."""
+    xp = model.xp
+    total = xp.zeros(model.latent_dim, dtype=xp.float64)
+    for mu, _ in _encoded_batches(model, x, batch_size):
+        total += mu.astype(xp.float64).sum(axis=0)
+    return (total / x.shape[0]).astype(model.dtype)
+
+
+def attribute_vector(model, x_a, x_b, batch_size: int = 1000):
+    r"""The direction in z from group b to group a:  v = mean_a mu(x) - mean_b mu(x),  (D,).
+
+    Adding w v to the encoder mean of an input and decoding moves it towards "more a" for w > 0
+    and towards "more b" for w < 0 (White 2016, "Sampling Generative Networks", section 2.3;
+    the "smile vector").  Two identical groups give v = 0.  On the model's device, model dtype.
+    """
+    return mean_encoding(model, x_a, batch_size) - mean_encoding(model, x_b, batch_size)
+
+
+# ---------------------------------------------------------------- an attribute measured on pixels
+
+def stroke_thickness(x):
+    r"""The mean stroke width of each image, in pixels:  2 * ink / total variation,  (N,) float64.
+
+    For images (N, h, w), or (N, P) with P = side^2, of intensities in [0, 1]:
+
+        ink = sum_ij x_ij                                            the stroke's area
+        TV  = sum_ij |x_i,j+1 - x_ij| + sum_ij |x_i+1,j - x_ij|      the length of its outline
+              (the image padded with a border of zeros, so strokes at the edge are closed)
+
+    A stroke of width t and length L has area t L and outline 2 (t + L), so
+    2 ink / TV = t L / (t + L) -> t when L >> t: the width, whatever the digit's size or length.
+    (Mean ink alone would call a large 8 "thick" and a 1 "thin".)  Both sums are linear in x, so
+    the measure does not change with the contrast; an image with no ink gets 0.
+    """
+    xp = array_module(x)
+    if x.ndim == 2:
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1]:
+            raise ValueError(f"Rows of {x.shape[1]} pixels are not square images: pass (N, h, w).")
+        x = x.reshape(-1, side, side)
+    if x.ndim != 3:
+        raise ValueError(f"x has shape {x.shape}; expected (N, h, w) or (N, h*w).")
+    padded = xp.pad(x.astype(xp.float64), ((0, 0), (1, 1), (1, 1)))      # (N, h+2, w+2)
+    ink = padded.sum(axis=(1, 2))                                           # (N,)
+    tv = (xp.abs(xp.diff(padded, axis=2)).sum(axis=(1, 2))
+          + xp.abs(xp.diff(padded, axis=1)).sum(axis=(1, 2)))               # (N,)
+    return xp.where(tv > 0, 2 * ink / xp.where(tv > 0, tv, 1.0), 0.0)
+
+
+def quantile_split(values, q: float = 0.25, groups=None):
+    r"""Boolean masks (high, low) of the values in the top and in the bottom fraction q.
+
+    With ``groups`` (e.g. class labels, (N,)), the quantiles are taken within each group, so
+    "thick" means thick for its digit class and a thickness vector is not a class vector.
+    Host NumPy in, host NumPy out.
+    """
+    values = np.asarray(to_host(values))
+    if not 0 < q <= 0.5:
+        raise ValueError(f"q must be in (0, 0.5], got {q}.")
+    groups = np.zeros(values.shape, dtype=int) if groups is None else np.asarray(to_host(groups))
+    high = np.zeros(values.shape, dtype=bool)
+    low = np.zeros(values.shape, dtype=bool)
+    for g in np.unique(groups):
+        in_g = groups == g
+        lo, hi = np.quantile(values[in_g], [q, 1 - q])
+        high |= in_g & (values >= hi)
+        low |= in_g & (values <= lo)
+    return high, low
+
+
+# ---------------------------------------------------------------- paths in latent space
+
+def interpolate(z_a, z_b, steps: int, method: str = "linear"):
+    r"""Points from z_a to z_b at t = linspace(0, 1, steps):  z_a, z_b (..., D) -> (..., S, D).
+
+        linear     z(t) = (1 - t) z_a + t z_b
+        spherical  z(t) = sin((1 - t) W) / sin W  z_a  +  sin(t W) / sin W  z_b,
+                   cos W = <z_a, z_b> / (|z_a| |z_b|)                 (Shoemake 1985; White 2016)
+
+    Both start at z_a and end at z_b exactly.  Under the prior N(0, I) a typical z has norm near
+    sqrt(D); the midpoint of a straight line between two such points is shorter (norm ~ sqrt(D/2)
+    for orthogonal ends), where the prior puts little mass, while the spherical path keeps the
+    norm (for ends of equal norm).  Where sin W ~ 0 (z_a and z_b parallel or opposite) or an end
+    is 0, no great circle is defined and the spherical path is the linear one.
+    """
+    if method not in ("linear", "spherical"):
+        raise ValueError(f"Unknown interpolation {method!r}: choose linear or spherical.")
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 (the two ends), got {steps}.")
+    xp = array_module(z_a, z_b)
+    z_a, z_b = xp.asarray(z_a), xp.asarray(z_b)
+    t = xp.linspace(0.0, 1.0, steps, dtype=xp.result_type(z_a.dtype, z_b.dtype))[:, None]  # (S, 1)
+    a, b = z_a[..., None, :], z_b[..., None, :]                         # (..., 1, D)
+    if method == "linear":
+        return (1 - t) * a + t * b
+    norms = xp.linalg.norm(z_a, axis=-1) * xp.linalg.norm(z_b, axis=-1)            # (...,)
+    cos = xp.where(norms > 0, (z_a * z_b).sum(axis=-1) / xp.where(norms > 0, norms, 1.0), 1.0)
+    omega = xp.arccos(xp.clip(cos, -1.0, 1.0))[..., None, None]                    # (..., 1, 1)
+    sin_omega = xp.sin(omega)
+    parallel = sin_omega < 1e-6
+    safe = xp.where(parallel, 1.0, sin_omega)
+    w_a = xp.where(parallel, 1 - t, xp.sin((1 - t) * omega) / safe)               # (..., S, 1)
+    w_b = xp.where(parallel, t, xp.sin(t * omega) / safe)
+    return w_a * a + w_b * b
+
+
+# ---------------------------------------------------------------- Gaussian decoders
+
+def sigma_for_r_loss_factor(r_loss_factor: float, n_pixels: int) -> float:
+    r"""The fixed decoder sigma that the Keras book's weighted squared error stands for.
+
+    The loss  r * (1/P) sum_p (x_p - m_p)^2 + KL  (Foster, "Generative Deep Learning",
+    ``r_loss_factor`` = r) is the negative ELBO of a Gaussian decoder N(x; m, sigma^2 I), whose
+
+        -log p(x|z) = 1/(2 sigma^2) sum_p (x_p - m_p)^2 + (P/2) log(2 pi sigma^2),
+
+    up to that constant, when the weights agree:  1/(2 sigma^2) = r / P,  i.e.
+
+        sigma^2 = P / (2 r).
+
+    A larger r is a smaller sigma: the decoder is told the pixels are less noisy, so
+    reconstructions count for more against the KL.  r = 1000 on 784 pixels is sigma = 0.63.
+    """
+    if not r_loss_factor > 0:
+        raise ValueError(f"r_loss_factor must be > 0, got {r_loss_factor}.")
+    return math.sqrt(n_pixels / (2.0 * r_loss_factor))
+
+
+def dequantize(x, rng):
+    r"""Uniform dequantisation of grey levels x = k/255:  x~ = (k + u) / 256,  u ~ U[0, 1).
+
+    A density on [0, 1]^P can put unbounded mass on a value every image shares exactly (the
+    always-black corners of MNIST: a learned variance -> 0 and log p(x|z) -> +infinity).  Spread
+    over its bin of width 1/256, each grey level becomes a continuous value, no two images agree
+    exactly, and log p is bounded; moreover E_u log p(x~) - P log 256 <= log P(k) for the
+    256-level data (Theis, van den Oord & Bethge 2016), so a negative ELBO on x~ gives bits per
+    pixel, (-ELBO + P log 256) / (P log 2).  ``rng`` is a NumPy or CuPy generator on x's device.
+    """
+    xp = array_module(x)
+    k = xp.rint(x * 255)                                                      # the grey level 0..255
+    u = rng.random(x.shape, dtype=x.dtype)
+    return ((k + u) / 256).astype(x.dtype)
+
+
+__all__ = ["kl_per_dimension", "mean_encoding", "attribute_vector", "stroke_thickness",
+           "quantile_split", "interpolate", "sigma_for_r_loss_factor", "dequantize"]
