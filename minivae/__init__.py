@@ -8,14 +8,22 @@ The derivation, file by file:
     likelihoods.py   log p(x | z): Bernoulli (logits), Gaussian (fixed / learned variance)
     objectives.py    ELBO, k-sample ELBO, IWAE bound L_k and its importance-weighted gradient
     model.py         VAE: the whole forward and, in reverse, the whole backward
+    two_layer.py     TwoLayerVAE: Burda et al.'s two stochastic layers x -> h1 -> h2
     optim.py         SGD (momentum), Adam, Adagrad over named parameters, in place
+    estimators.py    the score-function (REINFORCE) gradient, to compare with reparameterisation
+
+and around it: data.py (MNIST / Fashion-MNIST, binarisation), train.py (the training loop),
+checkpoint.py (atomic .npz checkpoints), evaluate.py (L_k and active units;
+``python -m minivae.evaluate``), analysis.py and plots.py (figures; need matplotlib).
 """
 from .backend import Backend, BackendUnavailable, array_module, get_backend, to_host
 from .model import VAE
+from .two_layer import TwoLayerVAE
 from .objectives import OBJECTIVES
 from .optim import SGD, Adagrad, Adam, make_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = ["Backend", "BackendUnavailable", "array_module", "get_backend", "to_host", "VAE",
+           "TwoLayerVAE",
            "OBJECTIVES", "SGD", "Adam", "Adagrad", "make_optimizer", "__version__"]
