@@ -9,8 +9,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def data_root() -> Path | None:
+    """A folder holding mnist/: $MINIVAE_DATA, ../shared/datasets, or minivae's download cache."""
+    from minivae.data import cache_dir
     env = os.environ.get("MINIVAE_DATA")
-    for root in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
+    for root in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets",
+                                                cache_dir("mnist").parent]:
         if (root / "mnist").is_dir():
             return root.resolve()
     return None
