@@ -31,9 +31,11 @@ class Bernoulli:
 
     Backward:  dl = dlogp * (x - sigmoid(l))          (K, B, P)
 
-    Both softplus(l) = max(l, 0) + log1p(e) and sigmoid(l) = [1 or e] / (1 + e) are built from
+    Both softplus(l) = max(l, 0) + log(1 + e) and sigmoid(l) = [1 or e] / (1 + e) are built from
     e = exp(-|l|) in (0, 1], which never overflows; forward computes e once and keeps it for
-    backward (one exponential per pixel instead of two).
+    backward (one exponential per pixel instead of two).  ``log(1 + e)`` rather than
+    ``log1p(e)``: with e <= 1 rounding 1 + e costs at most ~6e-8 nats per pixel in float32, and
+    NumPy vectorises ``log`` but not ``log1p`` (seven times slower per element on our CPU).
     """
     name = "bernoulli"
 
@@ -47,7 +49,9 @@ class Bernoulli:
         xp.exp(e, out=e)                               # e = exp(-|l|), (K, B, P)
         t = x * out                                    # x broadcast over K
         t -= xp.maximum(out, 0)
-        t -= xp.log1p(e)                               # x l - softplus(l)
+        u = 1 + e
+        xp.log(u, out=u)
+        t -= u                                         # x l - softplus(l)
         return t.sum(axis=-1), (x, out, e)
 
     def backward(self, dlogp, cache):
