@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -115,20 +114,6 @@ def plot_kl_per_dimension(rows, path, threshold=1e-2):
     return plots.save(fig, path)
 
 
-def labelled_grid(tiles, path, row_labels, title, col_labels=None):
-    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
-    from minivae import plots
-    R, C, P = tiles.shape
-    side = math.isqrt(P)
-    grid = plots.image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
-    left = 12 + 7 * max(len(label) for label in row_labels)         # room for the row labels
-    fig, ax = plots.grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)
-    plots.label_rows(ax, row_labels, side)
-    if col_labels:
-        ax.set_xticks([c * (side + 1) + (side - 1) / 2 for c in range(C)], col_labels, fontsize=8)
-    return plots.save(fig, path)
-
-
 def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> list[Path]:
     from minivae import plots
     be = models[0].backend
@@ -141,10 +126,10 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
         grid_rows.append(np.concatenate([to_host(model.reconstruct(x)), blank,
                                          to_host(model.decode(z))]))
     written = [plot_kl_per_dimension(rows, out / "kl_per_dimension.png"),
-               labelled_grid(np.stack(grid_rows), out / "reconstructions_samples.png",
-                             ["input"] + [f"beta = {r['beta']:g}" for r in rows],
-                             "test reconstructions  |  samples from the prior "
-                             "(the same z in every row)")]
+               plots.labelled_grid(np.stack(grid_rows), out / "reconstructions_samples.png",
+                                   ["input"] + [f"beta = {r['beta']:g}" for r in rows],
+                                   "test reconstructions  |  samples from the prior "
+                                   "(the same z in every row)")]
 
     # traversals: one digit's code, the 3 units with the most KL each swept over -3..3
     values = np.linspace(-3, 3, 9)
@@ -156,10 +141,10 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
             z[:, d] = model.xp.asarray(values, dtype=model.dtype)
             tiles.append(to_host(model.decode(z)))
             labels.append(f"b={r['beta']:g} z{d} {r['kl_per_dim'][d]:.1f}")
-    written.append(labelled_grid(np.stack(tiles), out / "traversals.png", labels,
-                                 "one unit swept, the others at a test digit's code "
-                                 "(row: beta, unit, its KL in nats)",
-                                 col_labels=[f"{v:g}" for v in values]))
+    written.append(plots.labelled_grid(np.stack(tiles), out / "traversals.png", labels,
+                                       "one unit swept, the others at a test digit's code "
+                                       "(row: beta, unit, its KL in nats)",
+                                       col_labels=[f"{v:g}" for v in values]))
     return written
 
 

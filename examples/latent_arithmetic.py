@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -158,20 +157,6 @@ def measure(args, decoded, x_train, y_train, classes):
 
 # ---------------------------------------------------------------- figures
 
-def labelled_grid(tiles, path, row_labels, title, col_labels=None):
-    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
-    from minivae import plots
-    R, C, P = tiles.shape
-    side = math.isqrt(P)
-    grid = plots.image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
-    left = 12 + 7 * max(len(label) for label in row_labels)         # room for the row labels
-    fig, ax = plots.grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)
-    plots.label_rows(ax, row_labels, side)
-    if col_labels:
-        ax.set_xticks([c * (side + 1) + (side - 1) / 2 for c in range(C)], col_labels, fontsize=8)
-    return plots.save(fig, path)
-
-
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
@@ -247,15 +232,16 @@ def main(argv=None) -> int:
                "interpolation": args.interpolation, "pairs": pairs}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     try:
+        from minivae import plots
         names = ds.classes
         written = [
-            labelled_grid(np.concatenate([x_show[:, None], decoded], axis=1), out / "attribute.png",
-                          [names[ds.y_test[i]] for i in idx],
-                          f"input, then decode(mu + w v), v: {direction}",
-                          col_labels=["input"] + [f"{wt:g}" for wt in weights]),
-            labelled_grid(ends, out / "interpolations.png",
-                          [f"{names[ds.y_test[a]]}\u2192{names[ds.y_test[b]]}" for a, b in pairs],
-                          f"input, decoded {args.interpolation} path between the codes, input"),
+            plots.labelled_grid(np.concatenate([x_show[:, None], decoded], axis=1),
+                                out / "attribute.png", [names[ds.y_test[i]] for i in idx],
+                                f"input, then decode(mu + w v), v: {direction}",
+                                col_labels=["input"] + [f"{wt:g}" for wt in weights]),
+            plots.labelled_grid(ends, out / "interpolations.png",
+                                [f"{names[ds.y_test[a]]}\u2192{names[ds.y_test[b]]}" for a, b in pairs],
+                                f"input, decoded {args.interpolation} path between the codes, input"),
         ]
         print("figures: " + ", ".join(p.name for p in written))
     except ImportError:

@@ -328,4 +328,17 @@ def plot_training_curves(history, path) -> Path:
 
 __all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
            "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
-           "plot_interpolations", "plot_training_curves"]
+           "plot_interpolations", "plot_training_curves", "labelled_grid"]
+
+
+def labelled_grid(tiles, path, row_labels, title, col_labels=None):
+    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
+    R, C, P = tiles.shape
+    side = math.isqrt(P)
+    grid = image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
+    left = 12 + 7 * max(len(label) for label in row_labels)         # room for the row labels
+    fig, ax = grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)
+    label_rows(ax, row_labels, side)
+    if col_labels:
+        ax.set_xticks([c * (side + 1) + (side - 1) / 2 for c in range(C)], col_labels, fontsize=8)
+    return save(fig, path)

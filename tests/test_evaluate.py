@@ -1,6 +1,5 @@
 """The log-likelihood estimator against exact log p(x), chunking, active units, the command line."""
 import numpy as np
-import pytest
 
 from minivae import VAE
 from minivae.checkpoint import save_checkpoint
