@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend, to_host
+from minivae import VAE, to_host
 from minivae.analysis import kl_per_dimension
-from minivae.backend import BackendUnavailable
-from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.cli import backend_and_data
+from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -153,12 +153,7 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
-    try:
-        be = get_backend(args.backend, args.seed)
-        ds = load_dataset(args.dataset, args.data_dir, args.offline)
-    except (BackendUnavailable, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    be, ds = backend_and_data(args)
     x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
     x_test_bin = binarize_fixed(ds.x_test, args.seed)             # what train() evaluates on
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images, "

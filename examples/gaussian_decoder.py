@@ -61,10 +61,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend, to_host
+from minivae import VAE, to_host
 from minivae.analysis import dequantize, sigma_for_r_loss_factor
-from minivae.backend import BackendUnavailable
-from minivae.data import DataError, load_dataset
+from minivae.cli import backend_and_data
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -208,12 +207,7 @@ def make_figures(learned, fixed, x_test, out: Path, seed: int, n: int = 10) -> l
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
-    try:
-        be = get_backend(args.backend, args.seed)
-        ds = load_dataset(args.dataset, args.data_dir, args.offline)
-    except (BackendUnavailable, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    be, ds = backend_and_data(args)
     x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
     x_test = ds.x_test
     if not args.no_dequantize:                                  # noise drawn once, fixed seeds

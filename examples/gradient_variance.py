@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend
-from minivae.backend import BackendUnavailable
-from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae import VAE
+from minivae.cli import backend_and_data
+from minivae.data import binarize_fixed
 from minivae.estimators import ESTIMATORS, estimator_moments, summarize_moments
 from minivae.train import TrainConfig, config_dict, train
 
@@ -152,12 +152,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     t_start = time.perf_counter()
-    try:
-        be = get_backend(args.backend, args.seed)
-        ds = load_dataset("mnist", args.data_dir, args.offline)
-    except (BackendUnavailable, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    be, ds = backend_and_data(args, "mnist")
     x_train = ds.x_train[: args.subset]
     print(f"{ds.name}: {x_train.shape[0]} training images from {ds.source}; backend {be.name}")
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend
-from minivae.backend import BackendUnavailable
+from minivae import VAE
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.cli import backend_and_data
+from minivae.data import binarize_fixed
 from minivae.evaluate import active_units_per_layer, log_likelihood, summarize
 from minivae.train import IWAE_PASSES, TrainConfig, config_dict, train
 from minivae.two_layer import TwoLayerVAE
@@ -164,12 +164,7 @@ def main(argv=None) -> int:
             key = parse_run(source)
             if key not in keys and not (Path(args.out) / source / "checkpoint.npz").exists():
                 keys.append(key)
-    try:
-        be = get_backend(args.backend, args.seed)
-        ds = load_dataset("mnist", args.data_dir, args.offline)
-    except (BackendUnavailable, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    be, ds = backend_and_data(args, "mnist")
     if args.subset:
         ds = ds.__class__(**{**ds.__dict__, "x_train": ds.x_train[: args.subset],
                              "y_train": ds.y_train[: args.subset]})

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from minivae import VAE, get_backend
-from minivae.backend import BackendUnavailable
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.cli import backend_and_data
+from minivae.data import binarize_fixed
 from minivae.evaluate import active_units, log_likelihood, summarize
 from minivae.train import SCHEDULES, NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -96,12 +96,7 @@ def make_figures(model, x_test, y_test, classes, history, out: Path, seed: int) 
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
-    try:
-        be = get_backend(args.backend, args.seed)
-        ds = load_dataset(args.dataset, args.data_dir, args.offline)
-    except (BackendUnavailable, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    be, ds = backend_and_data(args)
     x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images from "
           f"{ds.source}; backend {be.name}")
