@@ -26,6 +26,7 @@ class Optimizer:
         self.lr = float(lr)
         self.t = 0
         self.state = {slot: {} for slot in self.slots}
+        self._work = {}                                  # scratch arrays, not part of the state
 
     def _slot(self, slot, name, p, fill=0.0):
         s = self.state[slot]
@@ -35,10 +36,9 @@ class Optimizer:
 
     def _scratch(self, name, p):
         """A work array shaped like ``p``, kept between steps (not part of the saved state)."""
-        scratch = self.__dict__.setdefault("_work", {})
-        if name not in scratch or scratch[name].shape != p.shape:
-            scratch[name] = array_module(p).empty_like(p)
-        return scratch[name]
+        if name not in self._work or self._work[name].shape != p.shape:
+            self._work[name] = array_module(p).empty_like(p)
+        return self._work[name]
 
     def step(self, params, grads) -> None:
         self.t += 1
