@@ -67,3 +67,12 @@ def test_no_autograd_framework_in_the_package():
         text = p.read_text()
         for name in ("torch", "jax", "autograd", "tensorflow"):
             assert f"import {name}" not in text and f"from {name}" not in text, (p.name, name)
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc_and_never_fails_elsewhere():
+    import platform
+    from minivae import backend
+    applied = backend.reuse_freed_memory()
+    assert isinstance(applied, bool) and backend.reuse_freed_memory() == applied   # once
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied
