@@ -4,6 +4,8 @@ r"""Burda, Grosse & Salakhutdinov (2016), Tables 1 and 2, measured with minivae.
     python examples/iwae_vs_vae.py --objectives vae iwae --k 1 5 50 --layers 1 2   # the whole grid
     python examples/iwae_vs_vae.py --runs vae-1-1 iwae-1-50 --table2   # plus Table 2's continuations
     python examples/iwae_vs_vae.py --runs iwae-1-50 --minutes 30       # a shortened schedule
+    python examples/iwae_vs_vae.py --runs vae-1-1+iwae-50              # one Table 2 continuation
+    python examples/iwae_vs_vae.py --runs iwae-2-50 --resume           # continue a stopped run
 
 A run is named ``<objective>-<layers>-<k>``.  The protocol (paper, section 5 and appendix):
 784-200-200-50 tanh (1 layer) or 100 + 50 units (2 layers), Bernoulli decoder, Glorot init,
@@ -14,9 +16,16 @@ Monte-Carlo ELBO (the paper's VAE: (1/k) sum grad log w_i); "iwae" the bound L_k
 ``--passes`` or ``--minutes`` shortens the schedule, keeping its shape (or, with ``--schedule exp``,
 decaying 1e-3 -> 1e-4 geometrically over the budget); the report says which, and the batch size.
 
-Table 2 (``--table2``): the trained vae-1-1 continued with the IWAE k=50 objective, and the trained
-iwae-1-50 continued with the VAE objective (k=50), each at lr 1e-4 for 3^7 passes (scaled like
-the rest); the two are trained first unless OUT already holds their checkpoints.  Writes results.json, results.md (minivae beside the paper) and a checkpoint per run.
+Table 2 (``--table2``, or one of its runs by name): the trained vae-1-1 continued with the IWAE
+k=50 objective (``vae-1-1+iwae-50``), and the trained iwae-1-50 continued with the VAE objective,
+k=50 (``iwae-1-50+vae-50``), each at lr 1e-4 for 3^7 passes (scaled like the rest); the two are
+trained first unless OUT already holds their checkpoints.
+
+A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after every pass.
+``--resume`` continues each run that has one, with the configuration stored in it (so the
+schedule and budget are those of the original run, and time already spent counts against the
+budget): a long run can be spread over several sessions.  Writes results.json, results.md
+(minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
 
@@ -59,13 +68,16 @@ PROTOCOL = ("Glorot init; output bias = logit(mean training pixel); Adam beta1=0
 
 
 def parse_run(name: str):
+    if name in PAPER_TABLE2:
+        return name
     try:
         objective, layers, k = name.split("-")
         key = (objective, int(layers), int(k))
     except ValueError:
         key = None
     if key not in PAPER_TABLE1:
-        raise SystemExit(f"error: unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50.")
+        raise SystemExit(f"error: unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50, "
+                         f"or a Table 2 continuation ({', '.join(PAPER_TABLE2)}).")
     return key
 
 
@@ -90,18 +102,27 @@ def evaluate(model, x_eval, args) -> dict:
             "active_units": "+".join(map(str, active_units_per_layer(model, x_eval)))}
 
 
-def run_one(name, model, cfg, ds, x_eval, args, optimizer=None, paper=None) -> dict:
+def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
+    """Train ``model`` (or, with ``--resume``, the run saved in OUT/name), evaluate, report."""
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
+    optimizer, start, history = None, 0, []
+    if args.resume and (out / "checkpoint.npz").exists():
+        model, optimizer, state = load_checkpoint(out / "checkpoint.npz", model.backend)
+        cfg = TrainConfig(**{**state["config"],                 # a budget given now extends it
+                             **({"epochs": args.passes} if args.passes else {}),
+                             **({"minutes": args.minutes} if args.minutes else {})})
+        start, history = state["epoch"], state["history"]
+        print(f"== {name}: resuming after pass {start} "
+              f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
     print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
           f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
-    t0 = time.perf_counter()
-    history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer,
+    history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer, start, history,
                     on_epoch_end=lambda e, h, opt: save_checkpoint(
                         out / "checkpoint.npz", model, opt,
                         {"config": config_dict(cfg), "epoch": e + 1, "history": h,
                          "dataset": "mnist", "binarize": True}))
-    wall = time.perf_counter() - t0
+    wall = sum(r["seconds"] for r in history)                # training time, over every session
     result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
               "schedule": f"{cfg.schedule} over {cfg.epochs} passes"
                           + (f", {cfg.minutes:g}-minute budget" if cfg.minutes else ""),
@@ -140,9 +161,14 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, nargs="*", default=[1, 5, 50])
     p.add_argument("--layers", type=int, nargs="*", default=[1, 2])
     p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
-    p.add_argument("--passes", type=int, default=IWAE_PASSES,
-                   help="passes over the data; the 3^i schedule is scaled to fit")
+    p.add_argument("--passes", type=int, default=None,
+                   help=f"passes over the data (default {IWAE_PASSES}); the 3^i schedule is "
+                        "scaled to fit")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
+                        "its stored configuration; --passes or --minutes, if given, replace its "
+                        "budget")
     p.add_argument("--schedule", default="iwae", choices=["iwae", "exp"],
                    help="iwae: the paper's 3^i stages; exp: 1e-3 decaying geometrically to 1e-4 "
                         "over the budget (better for short budgets)")
@@ -159,17 +185,21 @@ def main(argv=None) -> int:
 
     keys = ([parse_run(r) for r in args.runs] if args.runs is not None else
             [(o, layers, k) for layers in args.layers for o in args.objectives for k in args.k])
-    if args.table2:                    # the continuations start from trained vae-1-1 and iwae-1-50
-        for source in ("vae-1-1", "iwae-1-50"):
-            key = parse_run(source)
-            if key not in keys and not (Path(args.out) / source / "checkpoint.npz").exists():
-                keys.append(key)
+    table2 = [key for key in keys if key in PAPER_TABLE2]
+    keys = [key for key in keys if key not in PAPER_TABLE2]
+    if args.table2:
+        table2 = list(PAPER_TABLE2)
+    for cont in table2:                 # a continuation starts from a trained vae-1-1 or iwae-1-50
+        source = PAPER_TABLE2[cont][0]
+        if parse_run(source) not in keys and not (Path(args.out) / source / "checkpoint.npz").exists():
+            keys.append(parse_run(source))
     be, ds = backend_and_data(args, "mnist")
     if args.subset:
         ds = ds.__class__(**{**ds.__dict__, "x_train": ds.x_train[: args.subset],
                              "y_train": ds.y_train[: args.subset]})
     x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
-    base = dict(epochs=args.passes, batch_size=args.batch_size, lr=1e-3, schedule=args.schedule,
+    passes = args.passes or IWAE_PASSES
+    base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3, schedule=args.schedule,
                 lr_end=1e-4, adam_eps=1e-4, seed=args.seed, minutes=args.minutes)
     results, done = [], {}
     for objective, layers, k in keys:
@@ -181,19 +211,18 @@ def main(argv=None) -> int:
                                paper=PAPER_TABLE1[(objective, layers, k)]))
         done[name] = Path(args.out) / name / "checkpoint.npz"
 
-    if args.table2:
-        for name, (source, objective, k, nll, active) in PAPER_TABLE2.items():
-            path = done.get(source, Path(args.out) / source / "checkpoint.npz")
-            try:
-                model, _, _ = load_checkpoint(path, be, with_optimizer=False)
-            except CheckpointError as err:
-                print(f"error: Table 2 starts from {source}'s checkpoint: {err}", file=sys.stderr)
-                return 2
-            passes = max(1, round(args.passes * 3 ** 7 / IWAE_PASSES))
-            cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **{
-                **base, "epochs": passes, "lr": 1e-4, "schedule": "constant",
-                "minutes": None if args.minutes is None else args.minutes * 3 ** 7 / IWAE_PASSES})
-            results.append(run_one(name, model, cfg, ds, x_eval, args, paper=(nll, active)))
+    for name in table2:
+        source, objective, k, nll, active = PAPER_TABLE2[name]
+        path = done.get(source, Path(args.out) / source / "checkpoint.npz")
+        try:
+            model, _, _ = load_checkpoint(path, be, with_optimizer=False)
+        except CheckpointError as err:
+            print(f"error: Table 2 starts from {source}'s checkpoint: {err}", file=sys.stderr)
+            return 2
+        cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **{
+            **base, "epochs": max(1, round(passes * 3 ** 7 / IWAE_PASSES)), "lr": 1e-4,
+            "schedule": "constant"})
+        results.append(run_one(name, model, cfg, ds, x_eval, args, paper=(nll, active)))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

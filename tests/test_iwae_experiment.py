@@ -40,3 +40,27 @@ def test_experiment_writes_results_beside_the_paper_and_runs_table2(tmp_path):
 def test_unknown_run_name_is_a_clear_error(tmp_path):
     r = run(tmp_path, "--runs", "iwae-3-50")
     assert r.returncode != 0 and "unknown run 'iwae-3-50'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stopped_run_resumes_where_it_stopped_and_a_table2_run_can_be_named(tmp_path):
+    mnist()
+    out = tmp_path / "iwae"
+    r = run(out, "--runs", "vae-1-1")                   # a budget of one pass (run() says so)
+    assert r.returncode == 0, r.stderr
+    first = json.loads((out / "results.json").read_text())[0]
+    assert first["passes"] == 1
+    r = subprocess.run([sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), "--runs",
+                        "vae-1-1", "--resume", "--passes", "3", "--minutes", "100", "--subset",
+                        "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
+                        "--offline", "--out", str(out)], capture_output=True, text=True,
+                       timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "resuming after pass 1" in r.stdout
+    resumed = json.loads((out / "results.json").read_text())[0]
+    assert resumed["passes"] == 3 and resumed["train_seconds"] > first["train_seconds"]
+
+    r = run(out, "--runs", "vae-1-1+iwae-50")           # starts from the vae-1-1 just trained
+    assert r.returncode == 0, r.stderr
+    results = {x["run"]: x for x in json.loads((out / "results.json").read_text())}
+    assert set(results) == {"vae-1-1", "vae-1-1+iwae-50"}
+    assert results["vae-1-1+iwae-50"]["k"] == 50 and results["vae-1-1"]["passes"] == 3
