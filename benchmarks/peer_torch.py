@@ -129,12 +129,12 @@ def train_step(net, opt, xb, eps, objective):
 
 
 @torch.no_grad()
-def log_likelihood(net: TorchVAE, x, k: int = 5000, generator=None, max_rows: int = 32768):
+def log_likelihood(net: TorchVAE, x, k: int = 5000, generator=None, max_rows: int | None = None):
     r"""L_k per example (N,) as float64 NumPy, chunked exactly like minivae.evaluate.log_likelihood:
     ``b`` images and ``chunk`` samples at a time (b * chunk <= max_rows), merged by logaddexp."""
-    from benchmarks.workloads import ll_batching
+    from benchmarks.workloads import LL_MAX_ROWS, ll_batching
     N, D = x.shape[0], net.latent_dim
-    b, chunk = ll_batching(N, k, max_rows)
+    b, chunk = ll_batching(N, k, max_rows or LL_MAX_ROWS)
     out = []
     for start in range(0, N, b):
         xb = x[start:start + b]

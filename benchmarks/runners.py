@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks.workloads import MODELS, N_TRAIN
+from benchmarks.workloads import LL_MAX_ROWS, MODELS, N_TRAIN
 
 
 def make_minivae_model(model: str, backend, seed: int = 0):
@@ -69,7 +69,7 @@ class MinivaeRunner:
 
     def log_likelihood(self, model, x_bin, k: int):
         from minivae.evaluate import log_likelihood
-        return log_likelihood(model, x_bin, k, rng=self.backend.generator(3), max_rows=32768)
+        return log_likelihood(model, x_bin, k, rng=self.backend.generator(3), max_rows=LL_MAX_ROWS)
 
     def pool_bytes(self):
         """Bytes held by CuPy's memory pool (it keeps what it grew to: the peak), or None."""
@@ -130,7 +130,7 @@ class TorchRunner:
 
     def log_likelihood(self, net, x_bin, k: int):
         from benchmarks.peer_torch import log_likelihood
-        return log_likelihood(net, x_bin, k, generator=self._generator(3), max_rows=32768)
+        return log_likelihood(net, x_bin, k, generator=self._generator(3), max_rows=LL_MAX_ROWS)
 
     def pool_bytes(self):
         """Peak bytes reserved by PyTorch's CUDA caching allocator, or None on the CPU."""

@@ -112,7 +112,10 @@ def step_products(model: str, batch: int, k: int, train: bool = True) -> list[Pr
     return out
 
 
-def ll_batching(n_images: int, k: int, max_rows: int = 32768) -> tuple[int, int]:
+LL_MAX_ROWS = 8192        # latent samples decoded at once: minivae.evaluate.log_likelihood's default
+
+
+def ll_batching(n_images: int, k: int, max_rows: int = LL_MAX_ROWS) -> tuple[int, int]:
     """(images per batch, samples per chunk): minivae.evaluate.log_likelihood's rule, shared by
     the PyTorch evaluator, so both decode at most ``max_rows`` latent samples at once."""
     b = max(1, min(n_images, max_rows // min(k, max_rows)))
