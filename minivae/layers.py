@@ -142,9 +142,18 @@ def sigmoid(x):
 
 
 def softplus(x):
-    r"""log(1 + e^x) computed as max(x, 0) + log1p(e^{-|x|}): no overflow for any x."""
+    r"""log(1 + e^x) computed as max(x, 0) + log1p(e^{-|x|}): no overflow for any x.
+
+    e^{-|x|} is in (0, 1], so neither the exponential nor log1p can overflow.  One new array,
+    worked on in place (six passes over x's size).
+    """
     xp = array_module(x)
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    y = xp.abs(x)
+    xp.negative(y, out=y)
+    xp.exp(y, out=y)
+    xp.log1p(y, out=y)                                  # log1p(e^{-|x|})
+    y += xp.maximum(x, 0)
+    return y
 
 
 class Sigmoid:
