@@ -34,7 +34,7 @@ import numpy as np
 
 from minivae import VAE, to_host
 from minivae.analysis import kl_per_dimension
-from minivae.cli import backend_and_data
+from minivae.cli import backend_and_data, write_figures
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
@@ -185,11 +185,7 @@ def main(argv=None) -> int:
                "train": {**config_dict(cfg), "beta": args.betas},
                "betas": rows}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    try:
-        written = make_figures(models, rows, x_test_bin, out, args.seed)
-        print("figures: " + ", ".join(p.name for p in written))
-    except ImportError:
-        print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+    write_figures(make_figures, models, rows, x_test_bin, out, args.seed)
     print(f"training {seconds:.0f} s; wrote {out}/")
     return 0
 

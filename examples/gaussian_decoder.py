@@ -63,7 +63,7 @@ import numpy as np
 
 from minivae import VAE, to_host
 from minivae.analysis import dequantize, sigma_for_r_loss_factor
-from minivae.cli import backend_and_data
+from minivae.cli import backend_and_data, write_figures
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -256,11 +256,7 @@ def main(argv=None) -> int:
                "seconds": seconds, "train": config_dict(cfg),
                "models": {"learned": learned.config, "fixed": fixed.config}, "decoders": rows}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    try:
-        written = make_figures(learned, fixed, x_test, out, args.seed)
-        print("figures: " + ", ".join(p.name for p in written))
-    except ImportError:
-        print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+    write_figures(make_figures, learned, fixed, x_test, out, args.seed)
     print(f"training {seconds:.0f} s; wrote {out}/")
     return 0
 

@@ -44,6 +44,7 @@ from minivae import VAE, get_backend, to_host
 from minivae.analysis import attribute_vector, interpolate, quantile_split, stroke_thickness
 from minivae.backend import BackendUnavailable
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from minivae.cli import write_figures
 from minivae.data import DataError, binarize_fixed, load_dataset
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -231,10 +232,11 @@ def main(argv=None) -> int:
                "weights": weights.tolist(), "measure": what, "values": values.tolist(),
                "interpolation": args.interpolation, "pairs": pairs}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    try:
+
+    def make_figures():
         from minivae import plots
         names = ds.classes
-        written = [
+        return [
             plots.labelled_grid(np.concatenate([x_show[:, None], decoded], axis=1),
                                 out / "attribute.png", [names[ds.y_test[i]] for i in idx],
                                 f"input, then decode(mu + w v), v: {direction}",
@@ -243,9 +245,8 @@ def main(argv=None) -> int:
                                 [f"{names[ds.y_test[a]]}\u2192{names[ds.y_test[b]]}" for a, b in pairs],
                                 f"input, decoded {args.interpolation} path between the codes, input"),
         ]
-        print("figures: " + ", ".join(p.name for p in written))
-    except ImportError:
-        print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+
+    write_figures(make_figures)
     print(f"model ready in {seconds:.0f} s; wrote {out}/")
     return 0
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from minivae import VAE, get_backend
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.cli import backend_and_data
+from minivae.cli import backend_and_data, write_figures
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units, log_likelihood, summarize
 from minivae.train import SCHEDULES, NonFiniteLoss, TrainConfig, config_dict, train
@@ -157,11 +157,7 @@ def main(argv=None) -> int:
           f"{s['nll']:.2f} ± {s['nll_se']:.2f} nats; active units {n_active}/{model.latent_dim}; "
           f"{metrics['seconds_per_epoch'] or 0:.2f} s per epoch; evaluation {eval_seconds:.1f} s")
     if not args.no_figures:
-        try:
-            written = make_figures(model, x_eval, ds.y_test, ds.classes, history, out, cfg.seed)
-            print("figures: " + ", ".join(Path(p).name for p in written))
-        except ImportError:
-            print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+        write_figures(make_figures, model, x_eval, ds.y_test, ds.classes, history, out, cfg.seed)
     print(f"wrote {out}/")
     return 0
 
