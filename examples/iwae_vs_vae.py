@@ -23,8 +23,9 @@ trained first unless OUT already holds their checkpoints.
 
 A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after every pass.
 ``--resume`` continues each run that has one, with the configuration stored in it (so the
-schedule and budget are those of the original run, and time already spent counts against the
-budget): a long run can be spread over several sessions.  Writes results.json, results.md
+schedule is the original run's, and training time already spent counts against the budget;
+``--passes`` or ``--minutes``, if given, replace the budget): a long run can be spread over
+several sessions.  Writes results.json, results.md
 (minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations

@@ -110,6 +110,9 @@ def to_host(a) -> np.ndarray:
     return np.asarray(a)
 
 
+_MALLOC_TUNED = None                 # reuse_freed_memory's outcome, once known
+
+
 def reuse_freed_memory() -> bool:
     r"""Ask the C allocator to keep freed memory for the next step instead of returning it.
 
@@ -138,9 +141,6 @@ def reuse_freed_memory() -> bool:
             except (OSError, AttributeError):                       # not glibc (e.g. musl)
                 pass
     return _MALLOC_TUNED
-
-
-_MALLOC_TUNED = None
 
 
 def get_backend(name: str = "numpy", seed: int = 0) -> Backend:

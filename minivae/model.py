@@ -13,7 +13,6 @@ Axis legend: K samples, B batch, P pixels, D latent units, O decoder outputs.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import gaussian as G

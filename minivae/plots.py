@@ -326,11 +326,6 @@ def plot_training_curves(history, path) -> Path:
     return save(fig, path)
 
 
-__all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
-           "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
-           "plot_interpolations", "plot_training_curves", "labelled_grid"]
-
-
 def labelled_grid(tiles, path, row_labels, title, col_labels=None):
     """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
     R, C, P = tiles.shape
@@ -342,3 +337,9 @@ def labelled_grid(tiles, path, row_labels, title, col_labels=None):
     if col_labels:
         ax.set_xticks([c * (side + 1) + (side - 1) / 2 for c in range(C)], col_labels, fontsize=8)
     return save(fig, path)
+
+
+__all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
+           "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
+           "plot_interpolations", "plot_training_curves", "labelled_grid"]
+
