@@ -24,8 +24,9 @@ trained first unless OUT already holds their checkpoints.
 A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after every pass.
 ``--resume`` continues each run that has one, with the configuration stored in it (so the
 schedule is the original run's, and training time already spent counts against the budget;
-``--passes`` or ``--minutes``, if given, replace the budget): a long run can be spread over
-several sessions.  Writes results.json, results.md
+``--passes`` or ``--minutes``, if given, replace the budget, and ``--schedule``, if given,
+switches the schedule from the next pass on, recorded in the report): a long run can be spread
+over several sessions.  Writes results.json, results.md
 (minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
@@ -116,6 +117,10 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
         start, history = state["epoch"], state["history"]
         print(f"== {name}: resuming after pass {start} "
               f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
+        if args.schedule and args.schedule != cfg.schedule:     # the record keeps every switch
+            switches = cfg.extra.get("schedules", [[0, cfg.schedule]]) + [[start, args.schedule]]
+            cfg.schedule, cfg.extra = args.schedule, {**cfg.extra, "schedules": switches}
+            print(f"== {name}: schedule {args.schedule} from pass {start + 1} on")
     print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
           f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
     history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer, start, history,
@@ -125,8 +130,7 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
                          "dataset": "mnist", "binarize": True}))
     wall = sum(r["seconds"] for r in history)                # training time, over every session
     result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
-              "schedule": f"{cfg.schedule} over {cfg.epochs} passes"
-                          + (f", {cfg.minutes:g}-minute budget" if cfg.minutes else ""),
+              "schedule": schedule_text(cfg),
               "batch_size": cfg.batch_size,
               "train_seconds": wall, "seconds_per_pass": wall / max(len(history), 1),
               "final_test_nelbo_k1": history[-1]["test_nelbo"] if history else None,
@@ -135,6 +139,15 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
           f"(paper {paper[0] if paper else '-'}), active {result['active_units']}, "
           f"{len(history)} passes in {wall / 60:.1f} min")
     return result
+
+
+def schedule_text(cfg) -> str:
+    """e.g. "iwae over 3280 passes", "exp for passes 1-86, then iwae over ..., 1200-minute budget"."""
+    switches = cfg.extra.get("schedules", [])
+    earlier = [f"{name} for " + (f"passes {a + 1}-{b}" if b > a + 1 else f"pass {b}")
+               for (a, name), (b, _) in zip(switches, switches[1:])]
+    return ", then ".join(earlier + [f"{cfg.schedule} over {cfg.epochs} passes"]) + (
+        f", {cfg.minutes:g}-minute budget" if cfg.minutes else "")
 
 
 def markdown(results, args, backend_name) -> str:
@@ -170,9 +183,10 @@ def main(argv=None) -> int:
                    help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
                         "its stored configuration; --passes or --minutes, if given, replace its "
                         "budget")
-    p.add_argument("--schedule", default="iwae", choices=["iwae", "exp"],
-                   help="iwae: the paper's 3^i stages; exp: 1e-3 decaying geometrically to 1e-4 "
-                        "over the budget (better for short budgets)")
+    p.add_argument("--schedule", default=None, choices=["iwae", "exp"],
+                   help="iwae (the default): the paper's 3^i stages, scaled to the budget; exp: "
+                        "1e-3 decaying geometrically to 1e-4 over the budget; with --resume, "
+                        "switches a run's schedule from its next pass on")
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (default all)")
@@ -200,7 +214,7 @@ def main(argv=None) -> int:
                              "y_train": ds.y_train[: args.subset]})
     x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
     passes = args.passes or IWAE_PASSES
-    base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3, schedule=args.schedule,
+    base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3, schedule=args.schedule or "iwae",
                 lr_end=1e-4, adam_eps=1e-4, seed=args.seed, minutes=args.minutes)
     results, done = [], {}
     for objective, layers, k in keys:

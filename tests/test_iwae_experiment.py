@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from minivae.checkpoint import load_checkpoint
 from tests.realdata import REPO, data_root, mnist
 
 
@@ -50,14 +53,19 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_table2_run_can_be_named(tm
     first = json.loads((out / "results.json").read_text())[0]
     assert first["passes"] == 1
     r = subprocess.run([sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), "--runs",
-                        "vae-1-1", "--resume", "--passes", "3", "--minutes", "100", "--subset",
+                        "vae-1-1", "--resume", "--passes", "3", "--minutes", "100", "--schedule",
+                        "exp", "--subset",
                         "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
                         "--offline", "--out", str(out)], capture_output=True, text=True,
                        timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
-    assert "resuming after pass 1" in r.stdout
+    assert "resuming after pass 1" in r.stdout and "schedule exp from pass 2 on" in r.stdout
     resumed = json.loads((out / "results.json").read_text())[0]
     assert resumed["passes"] == 3 and resumed["train_seconds"] > first["train_seconds"]
+    assert resumed["schedule"] == "iwae for pass 1, then exp over 3 passes, 100-minute budget"
+    _, _, state = load_checkpoint(out / "vae-1-1" / "checkpoint.npz", with_optimizer=False)
+    lrs = [h["lr"] for h in state["history"]]        # the paper's last stage, then exp from 1e-3
+    assert lrs[0] == pytest.approx(1e-4) and all(9e-4 < lr <= 1e-3 for lr in lrs[1:])
 
     r = run(out, "--runs", "vae-1-1+iwae-50")           # starts from the vae-1-1 just trained
     assert r.returncode == 0, r.stderr
