@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
                         "its stored configuration; --passes or --minutes, if given, replace its "
-                        "budget")
+                        "budget, and --schedule switches its schedule from the next pass on")
     p.add_argument("--schedule", default=None, choices=["iwae", "exp"],
                    help="iwae (the default): the paper's 3^i stages, scaled to the budget; exp: "
                         "1e-3 decaying geometrically to 1e-4 over the budget; with --resume, "
@@ -214,8 +214,9 @@ def main(argv=None) -> int:
                              "y_train": ds.y_train[: args.subset]})
     x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
     passes = args.passes or IWAE_PASSES
-    base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3, schedule=args.schedule or "iwae",
-                lr_end=1e-4, adam_eps=1e-4, seed=args.seed, minutes=args.minutes)
+    base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3,
+                schedule=args.schedule or "iwae", lr_end=1e-4, adam_eps=1e-4, seed=args.seed,
+                minutes=args.minutes)
     results, done = [], {}
     for objective, layers, k in keys:
         name = f"{objective}-{layers}-{k}"

@@ -342,4 +342,3 @@ def labelled_grid(tiles, path, row_labels, title, col_labels=None):
 __all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
            "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
            "plot_interpolations", "plot_training_curves", "labelled_grid"]
-
