@@ -52,10 +52,12 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_table2_run_can_be_named(tm
     assert r.returncode == 0, r.stderr
     first = json.loads((out / "results.json").read_text())[0]
     assert first["passes"] == 1
-    r = subprocess.run([sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), "--runs",
-                        "vae-1-1", "--resume", "--passes", "3", "--minutes", "100",
-                        "--schedule", "exp", "--subset", "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
-                        "--offline", "--out", str(out)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"),
+                        "--runs", "vae-1-1", "--resume",
+                        "--passes", "3", "--minutes", "100", "--schedule", "exp",
+                        "--subset", "400", "--eval-k", "4", "--eval-n", "50",
+                        "--data-dir", str(data_root()), "--offline", "--out", str(out)],
+                       capture_output=True, text=True,
                        timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert "resuming after pass 1" in r.stdout and "schedule exp from pass 2 on" in r.stdout
