@@ -1,12 +1,20 @@
 r"""Looking inside a trained VAE: KL per latent unit, attribute vectors, stroke thickness, paths in z.
 
 Helpers shared by the teaching examples (``examples/beta_vae.py``, ``examples/gaussian_decoder.py``,
-``examples/latent_arithmetic.py``).  Axis legend: N examples, B batch, P pixels, D latent units,
-S steps along a path.  The array module follows the model or the arrays (NumPy or CuPy); results
-that are summaries for printing (:func:`kl_per_dimension`) come back as host NumPy arrays, latent
-vectors (:func:`attribute_vector`, :func:`interpolate`) stay on the model's device.
+``examples/latent_arithmetic.py``) and a command that describes each stochastic layer of a
+checkpoint unit by unit (:func:`unit_statistics`):
+
+    python -m minivae.analysis runs/campaign/iwae-2-50/checkpoint.npz --n 1000
+
+Axis legend: N examples, B batch, P pixels, D latent units, K draws of
+the latent units, S steps along a path.  The array module follows the model or the arrays (NumPy or
+CuPy); results that are summaries for printing (:func:`kl_per_dimension`, :func:`unit_statistics`)
+come back as host NumPy arrays, latent vectors (:func:`attribute_vector`, :func:`interpolate`) stay
+on the model's device.
 
     kl_per_dimension(model, x)          E_x KL(q(z_d|x) || N(0, 1)) for each unit d        (D,) host
+    unit_statistics(model, x)           KL, Cov_x E_q[u], E_x Var_q u, per layer and unit  (D_l,) host
+    describe_units(stats)               one line per layer: active units, KL, share of spread
     mean_encoding(model, x)             E_x mu(x), the mean of the encoder means             (D,)
     attribute_vector(model, x_a, x_b)   E_{x_a} mu - E_{x_b} mu                             (D,)
     stroke_thickness(x)                 2 * ink / total variation, a stroke width in pixels  (N,)
@@ -17,7 +25,9 @@ vectors (:func:`attribute_vector`, :func:`interpolate`) stay on the model's devi
 """
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 
 import numpy as np
 
@@ -74,6 +84,96 @@ def attribute_vector(model, x_a, x_b, batch_size: int = 1000):
     the "smile vector").  Two identical groups give v = 0.  On the model's device, model dtype.
     """
     return mean_encoding(model, x_a, batch_size) - mean_encoding(model, x_b, batch_size)
+
+
+# ---------------------------------------------------------------- stochastic layers, unit by unit
+
+def unit_statistics(model, x, n_samples: int = 10, rng=None, batch_size: int = 500) -> list:
+    r"""Three numbers for every latent unit u, one dict of host float64 arrays per stochastic layer:
+
+        "kl"        u's share of the ELBO's KL term, nats, averaged over the N rows of x    (D_l,)
+        "mean_var"  Cov_x(E_q[u]): how far u's posterior mean moves with x (the active-unit
+                    statistic, :func:`minivae.evaluate.latent_mean_variances`)             (D_l,)
+        "post_var"  E_x Var_q(u): how widely u spreads for a fixed x                       (D_l,)
+
+    One stochastic layer (:class:`minivae.VAE`): kl is :func:`kl_per_dimension` (closed form),
+    post_var = E_x sigma_d^2(x).  No noise is drawn.
+
+    Two stochastic layers (:class:`minivae.TwoLayerVAE`): every density is diagonal, so the KL term
+    of the ELBO, E_q[log q(h1|x) - log p(h1|h2)] + E_q(h1|x)[KL(q(h2|h1) || N(0, I))], is a sum
+    over units:
+
+        kl_h1[d] = E_q[ log q(h1_d | x) - log p(h1_d | h2) ]     Monte Carlo: K draws per row of x
+                                                                 of h1 ~ q(h1|x), h2 ~ q(h2|h1)
+        kl_h2[j] = E_q(h1|x)[ KL(q(h2_j | h1) || N(0, 1)) ]     closed form in h2, the same K h1's
+
+    For the same noise (one batch, the same rng), sum(kl_h1) + sum(kl_h2) is exactly the KL that
+    ``model.forward(x, "elbo", k=K)`` reports.  A unit of h1 that p(h1|h2) predicts carries little
+    KL however far its mean moves with x: its information is already counted in h2.
+    post_var: exp(lv1) for h1; for h2, by the law of total variance over the K draws of h1,
+    mean_k exp(lv2_k) + var_k mu2_k (K >= 2).  The noise is eps = ``model.draw_eps(K, b, rng)``
+    per batch of b rows, as in ``forward``; rng defaults to the backend's generator with seed 7.
+
+    The ratio mean_var / (mean_var + post_var) does not change when a layer is rescaled (scaling h1
+    by c, with p(h1|h2) and the decoder's first layer, leaves every log w alone); the 1e-2
+    threshold on mean_var alone does.
+    """
+    from .evaluate import latent_mean_variances
+
+    xp, f64 = model.xp, model.xp.float64
+    mean_vars = latent_mean_variances(model, x, batch_size)
+    if not hasattr(model, "h2_dim"):                                        # one stochastic layer
+        post_var = xp.zeros(model.latent_dim, dtype=f64)
+        for _, logvar in _encoded_batches(model, x, batch_size):
+            post_var += xp.exp(logvar).astype(f64).sum(axis=0)
+        return [{"kl": kl_per_dimension(model, x, batch_size), "mean_var": mean_vars[0],
+                 "post_var": to_host(post_var / x.shape[0])}]
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be at least 2 (h2's spread is a variance over the draws "
+                         f"of h1), got {n_samples}.")
+    D1, D2, K = model.h1_dim, model.h2_dim, n_samples
+    rng = model.backend.generator(7) if rng is None else rng
+    kl1, post_var1 = xp.zeros(D1, dtype=f64), xp.zeros(D1, dtype=f64)
+    kl2, post_var2 = xp.zeros(D2, dtype=f64), xp.zeros(D2, dtype=f64)
+    for mu1, lv1 in _encoded_batches(model, x, batch_size):                 # (b, D1) each
+        eps = model.draw_eps(K, mu1.shape[0], rng)                          # (K, b, D1 + D2)
+        h1, _ = G.reparameterize_forward(mu1, lv1, eps[..., :D1])           # (K, b, D1)
+        mu2, lv2 = model._split(model.q2.forward(h1)[0])                    # (K, b, D2) each
+        h2, _ = G.reparameterize_forward(mu2, lv2, eps[..., D1:])           # (K, b, D2)
+        mup, lvp = model._split(model.p1.forward(h2)[0])                    # (K, b, D1) each
+        # a trailing axis of length 1 makes each unit a Gaussian of its own: (K, b, D1, 1)
+        h1_, mu1_, lv1_, mup_, lvp_ = (a[..., None] for a in (h1, mu1, lv1, mup, lvp))
+        log_q1, _ = G.log_normal_forward(h1_, mu1_, lv1_)                   # (K, b, D1)
+        log_p1, _ = G.log_normal_forward(h1_, mup_, lvp_)                   # (K, b, D1)
+        kl2_units, _ = G.kl_normal_std_forward(mu2[..., None], lv2[..., None])  # (K, b, D2)
+        kl1 += (log_q1 - log_p1).astype(f64).sum(axis=(0, 1)) / K
+        kl2 += kl2_units.astype(f64).sum(axis=(0, 1)) / K
+        post_var1 += xp.exp(lv1).astype(f64).sum(axis=0)
+        within, between = xp.exp(lv2).astype(f64).mean(axis=0), mu2.astype(f64).var(axis=0)
+        post_var2 += (within + between).sum(axis=0)                         # (D2,)
+    n = x.shape[0]
+    return [{"kl": to_host(kl1 / n), "mean_var": mean_vars[0], "post_var": to_host(post_var1 / n)},
+            {"kl": to_host(kl2 / n), "mean_var": mean_vars[1], "post_var": to_host(post_var2 / n)}]
+
+
+def describe_units(stats, threshold: float = 1e-2, kl_min: float = 0.1,
+                   share_min: float = 0.01) -> str:
+    r"""One line per stochastic layer summarising :func:`unit_statistics`, e.g.
+
+        h1 (100 units): 98 active (Cov_x E_q[u] > 0.01); 21 carry > 0.1 nats of KL (19.3 in all);
+        91 have Cov_x E_q[u] / (Cov_x E_q[u] + E_x Var_q u) > 0.01; median posterior sd 1.83
+    """
+    names = ["z"] if len(stats) == 1 else [f"h{l + 1}" for l in range(len(stats))]
+    lines = []
+    for name, s in zip(names, stats):
+        share = s["mean_var"] / (s["mean_var"] + s["post_var"])
+        lines.append(
+            f"{name} ({len(s['kl'])} units): {int((s['mean_var'] > threshold).sum())} active "
+            f"(Cov_x E_q[u] > {threshold:g}); {int((s['kl'] > kl_min).sum())} carry > {kl_min:g} "
+            f"nats of KL ({s['kl'].sum():.2f} in all); {int((share > share_min).sum())} have "
+            f"Cov_x E_q[u] / (Cov_x E_q[u] + E_x Var_q u) > {share_min:g}; "
+            f"median posterior sd {float(np.median(np.sqrt(s['post_var']))):.2f}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- an attribute measured on pixels
@@ -202,5 +302,40 @@ def dequantize(x, rng):
     return ((k + u) / 256).astype(x.dtype)
 
 
-__all__ = ["kl_per_dimension", "mean_encoding", "attribute_vector", "stroke_thickness",
+__all__ = ["kl_per_dimension", "unit_statistics", "describe_units", "mean_encoding",
+           "attribute_vector", "stroke_thickness",
            "quantile_split", "interpolate", "sigma_for_r_loss_factor", "dequantize"]
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .evaluate import add_checkpoint_arguments, load_model_and_test_set
+
+    p = argparse.ArgumentParser(prog="python -m minivae.analysis", description=(
+        "Describe each stochastic layer of a saved checkpoint unit by unit: active units, the KL "
+        "each unit carries, and how far its posterior mean moves with x against its spread."))
+    add_checkpoint_arguments(p)
+    p.add_argument("--samples", type=int, default=10,
+                   help="draws of the latent units per image for a two-layer model (default 10)")
+    p.add_argument("--per-unit", action="store_true", help="also print every unit, by KL")
+    args = p.parse_args(argv)
+    try:
+        model, name, x_test = load_model_and_test_set(args)
+        stats = unit_statistics(model, x_test, args.samples, model.backend.generator(7, args.seed))
+    except (CheckpointError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{name} test, {x_test.shape[0]} images:")
+    print(describe_units(stats))
+    if args.per_unit:
+        for layer, s in enumerate(stats):
+            print(f"layer {layer + 1}:  unit  KL (nats)  Cov_x E_q[u]  E_x Var_q u")
+            for u in np.argsort(-s["kl"]):
+                kl, mean_var, post_var = s["kl"][u], s["mean_var"][u], s["post_var"][u]
+                print(f"{u:14d} {kl:10.4f} {mean_var:13.4f} {post_var:12.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -83,38 +83,56 @@ def summarize(ll) -> dict:
             if len(ll) > 1 else 0.0, "n": int(len(ll))}
 
 
-def main(argv=None) -> int:
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DataError, binarize_fixed, load_dataset
-
-    p = argparse.ArgumentParser(prog="python -m minivae.evaluate", description=(
-        "Estimate the test log-likelihood (L_k) and the active units of a saved checkpoint."))
+def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments that name a checkpoint and the test images to score it on."""
     p.add_argument("checkpoint")
-    p.add_argument("--k", type=int, default=5000, help="importance samples per image (default 5000)")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N test images only")
+    p.add_argument("--n", type=int, default=None, help="use the first N test images only")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--dataset", default=None, help="default: the checkpoint's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--offline", action="store_true")
-    p.add_argument("--max-rows", type=int, default=8192, help="latent samples decoded at once")
     p.add_argument("--seed", type=int, default=0, help="binarisation and sampling seed")
-    args = p.parse_args(argv)
-    try:
-        model, _, train = load_checkpoint(args.checkpoint, args.backend, with_optimizer=False)
-        ds = load_dataset(args.dataset or train.get("dataset", "mnist"), args.data_dir, args.offline)
-    except (CheckpointError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+
+
+def load_model_and_test_set(args):
+    """(model, dataset name, test images) for :func:`add_checkpoint_arguments`' arguments.
+
+    The test images are binarised once with ``args.seed`` when the checkpoint trained on binary
+    data.  Raises :class:`minivae.checkpoint.CheckpointError` or :class:`minivae.data.DataError`.
+    """
+    from .checkpoint import load_checkpoint
+    from .data import binarize_fixed, load_dataset
+
+    model, _, train = load_checkpoint(args.checkpoint, args.backend, with_optimizer=False)
+    ds = load_dataset(args.dataset or train.get("dataset", "mnist"), args.data_dir, args.offline)
     x_test = ds.x_test[: args.n]
     if train.get("binarize", True):
         x_test = binarize_fixed(x_test, args.seed)
+    return model, ds.name, x_test
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+
+    p = argparse.ArgumentParser(prog="python -m minivae.evaluate", description=(
+        "Estimate the test log-likelihood (L_k) and the active units of a saved checkpoint."))
+    add_checkpoint_arguments(p)
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image (default 5000)")
+    p.add_argument("--max-rows", type=int, default=8192, help="latent samples decoded at once")
+    args = p.parse_args(argv)
+    try:
+        model, name, x_test = load_model_and_test_set(args)
+    except (CheckpointError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     ll = log_likelihood(model, x_test, args.k, model.backend.generator(3, args.seed),
                         max_rows=args.max_rows)
     seconds = time.perf_counter() - t0
     active = active_units_per_layer(model, x_test)
     s = summarize(ll)
-    print(f"{ds.name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats "
+    print(f"{name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats "
           f"(standard error), active units {'+'.join(map(str, active))}, {seconds:.1f} s "
           f"on {model.backend.name}")
     return 0

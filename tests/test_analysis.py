@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minivae import VAE, to_host
-from minivae.analysis import (attribute_vector, dequantize, interpolate, kl_per_dimension,
-                              mean_encoding, quantile_split, sigma_for_r_loss_factor,
-                              stroke_thickness)
+from minivae import VAE, TwoLayerVAE, to_host
+from minivae.analysis import (attribute_vector, dequantize, describe_units, interpolate,
+                              kl_per_dimension, main, mean_encoding, quantile_split,
+                              sigma_for_r_loss_factor, stroke_thickness, unit_statistics)
 from minivae.backend import get_backend
+from minivae.checkpoint import save_checkpoint
+from minivae.evaluate import latent_mean_variances
 from minivae.likelihoods import GaussianFixed
 from tests.conftest import BACKENDS
+from tests.realdata import data_root, mnist
 
 
 def random_model(backend="numpy", x_dim=6, latent_dim=3, seed=0):
@@ -64,6 +67,103 @@ def test_kl_per_dimension_of_a_hand_set_encoder(backend):
 def test_kl_per_dimension_rejects_empty_data():
     with pytest.raises(ValueError, match="no rows"):
         kl_per_dimension(random_model(), np.zeros((0, 6)))
+
+
+# ---------------------------------------------------------------- unit_statistics
+
+def random_two_layer(backend="numpy", seed=0):
+    """A float64 two-layer model (6 pixels, h1 = 3, h2 = 2) with non-trivial random weights."""
+    model = TwoLayerVAE(x_dim=6, h1_dim=3, h2_dim=2, x_hidden=(5,), h_hidden=(4,), dtype="float64",
+                        seed=seed, backend=backend)
+    rng = np.random.default_rng(seed)
+    model.load_params({n: 0.7 * rng.standard_normal(p.shape) for n, p in model.params.items()})
+    return model
+
+
+def hand_set_two_layer(backend="numpy"):
+    r"""A two-layer model whose unit statistics are known:
+
+        q(h1|x)  = N(0, diag(4, 1, 1))      p(h1|h2) = N(0, I)      (the last layers' weights are 0)
+        q(h2|h1) = N((0.5, 0), I)
+
+    so per unit KL(h1) = (1/2 (4 - 1 - log 4), 0, 0), KL(h2) = (0.5^2 / 2, 0), E_x Var_q = (4, 1, 1)
+    and (1, 1), and no mean moves with x.
+    """
+    model = random_two_layer(backend)
+    params = {n: to_host(p) for n, p in model.params.items()}
+    for net, bias in (("q1", [0, 0, 0, math.log(4.0), 0, 0]), ("q2", [0.5, 0, 0, 0]),
+                      ("p1", [0.0] * 6)):
+        last = len(getattr(model, net).sizes) - 2
+        params[f"{net}.{last}.W"] = np.zeros_like(params[f"{net}.{last}.W"])
+        params[f"{net}.{last}.b"] = np.array(bias, dtype=np.float64)
+    model.load_params(params)
+    return model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_layer_unit_kls_sum_to_the_elbos_kl_for_the_same_noise(backend):
+    model = random_two_layer(backend)
+    xp = model.xp
+    x = xp.asarray(np.random.default_rng(1).integers(0, 2, (7, 6)), dtype=xp.float64)
+    stats = unit_statistics(model, x, n_samples=4, rng=model.backend.generator(11))
+    eps = model.draw_eps(4, 7, model.backend.generator(11))
+    _, _, elbo_stats = model.forward(x, "elbo", k=4, eps=eps)
+    assert [s["kl"].shape for s in stats] == [(3,), (2,)]
+    assert stats[0]["kl"].sum() + stats[1]["kl"].sum() == pytest.approx(float(elbo_stats["kl"]),
+                                                                         rel=1e-10)
+    for s, mean_var in zip(stats, latent_mean_variances(model, x)):
+        np.testing.assert_allclose(s["mean_var"], mean_var)
+        assert (s["post_var"] > 0).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_layer_unit_statistics_of_a_hand_set_model(backend):
+    model = hand_set_two_layer(backend)
+    x = model.xp.asarray(np.random.default_rng(2).integers(0, 2, (40, 6)), dtype=model.xp.float64)
+    h1, h2 = unit_statistics(model, x, n_samples=2500, batch_size=16)
+    # unit 0 of h1: log q - log p = -log 2 + 3/8 h^2, h ~ N(0, 4): sd 2.1 a draw, 100,000 draws
+    assert h1["kl"][0] == pytest.approx(0.5 * (4 - 1 - math.log(4)), abs=0.03)
+    np.testing.assert_allclose(h1["kl"][1:], 0.0, atol=1e-12)       # q and p are the same N(0, 1)
+    np.testing.assert_allclose(h2["kl"], [0.125, 0.0], atol=1e-12)  # closed form: no noise
+    np.testing.assert_allclose(h1["post_var"], [4.0, 1.0, 1.0], rtol=1e-12)
+    np.testing.assert_allclose(h2["post_var"], [1.0, 1.0], rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate([h1["mean_var"], h2["mean_var"]]), 0.0, atol=1e-20)
+    h1_exact_kl = dict(h1, kl=np.array([0.5 * (4 - 1 - math.log(4)), 0.0, 0.0]))
+    assert describe_units([h1_exact_kl, h2]).splitlines() == [
+        "h1 (3 units): 0 active (Cov_x E_q[u] > 0.01); 1 carry > 0.1 nats of KL (0.81 in all); "
+        "0 have Cov_x E_q[u] / (Cov_x E_q[u] + E_x Var_q u) > 0.01; median posterior sd 1.00",
+        "h2 (2 units): 0 active (Cov_x E_q[u] > 0.01); 1 carry > 0.1 nats of KL (0.12 in all); "
+        "0 have Cov_x E_q[u] / (Cov_x E_q[u] + E_x Var_q u) > 0.01; median posterior sd 1.00"]
+    with pytest.raises(ValueError, match="n_samples must be at least 2"):
+        unit_statistics(model, x, n_samples=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_layer_unit_statistics_of_a_hand_set_encoder(backend):
+    model = linear_model(backend)                   # mu_0 = 2 x_0 - x_1, sigma_0^2 = 4; unit 1 unused
+    x = model.xp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 5.0], [0.0, 0.0, 1.0]])
+    (z,) = unit_statistics(model, x)
+    mu0 = np.array([2.0, -1.0, 1.0, 0.0])
+    np.testing.assert_allclose(z["kl"], kl_per_dimension(model, x))
+    np.testing.assert_allclose(z["mean_var"], [mu0.var(), 0.0], atol=1e-15)
+    np.testing.assert_allclose(z["post_var"], [4.0, 1.0])
+    assert describe_units([z]).startswith("z (2 units): 1 active")
+
+
+def test_command_line_describes_each_layer(tmp_path, capsys):
+    mnist()                                                    # fails in CI if the data is missing
+    model = TwoLayerVAE(h1_dim=4, h2_dim=2, x_hidden=(8,), h_hidden=(4,), seed=0)
+    path = save_checkpoint(tmp_path / "c.npz", model, None, {"dataset": "mnist"})
+    args = ["--n", "30", "--samples", "3", "--data-dir", str(data_root()), "--offline"]
+    assert main([str(path), *args, "--per-unit"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "mnist test, 30 images:"
+    assert out[1].startswith("h1 (4 units): ") and out[2].startswith("h2 (2 units): ")
+    assert len(out) == 3 + (1 + 4) + (1 + 2)                   # a header and a row per unit
+    assert main([str(path), *args[:-1], "--samples", "1"]) == 2
+    assert "n_samples must be at least 2" in capsys.readouterr().err
+    assert main([str(tmp_path / "nope.npz")]) == 2
+    assert "No checkpoint at" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- attribute vectors
