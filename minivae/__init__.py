@@ -14,8 +14,9 @@ The derivation, file by file:
 
 and around it: data.py (MNIST / Fashion-MNIST, binarisation), train.py (the training loop),
 checkpoint.py (atomic .npz checkpoints), evaluate.py (L_k and active units;
-``python -m minivae.evaluate``), analysis.py and plots.py (figures; need matplotlib),
-cli.py (what the example scripts share).
+``python -m minivae.evaluate``), analysis.py (KL and spread per latent unit;
+``python -m minivae.analysis``; helpers for the teaching examples), plots.py (figures; needs
+matplotlib), cli.py (what the example scripts share).
 """
 from .backend import Backend, BackendUnavailable, array_module, get_backend, to_host
 from .model import VAE
