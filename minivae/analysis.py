@@ -308,9 +308,7 @@ __all__ = ["kl_per_dimension", "unit_statistics", "describe_units", "mean_encodi
 
 
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .evaluate import add_checkpoint_arguments, load_model_and_test_set
+    from .evaluate import LOAD_ERRORS, add_checkpoint_arguments, load_model_and_test_set
 
     p = argparse.ArgumentParser(prog="python -m minivae.analysis", description=(
         "Describe each stochastic layer of a saved checkpoint unit by unit: active units, the KL "
@@ -323,7 +321,7 @@ def main(argv=None) -> int:
     try:
         model, name, x_test = load_model_and_test_set(args)
         stats = unit_statistics(model, x_test, args.samples, model.backend.generator(7, args.seed))
-    except (CheckpointError, DataError, ValueError) as err:
+    except (*LOAD_ERRORS, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{name} test, {x_test.shape[0]} images:")

@@ -24,7 +24,11 @@ import time
 
 import numpy as np
 
-from .backend import to_host
+from .backend import BackendUnavailable, to_host
+from .checkpoint import CheckpointError
+from .data import DataError
+
+LOAD_ERRORS = (CheckpointError, DataError, BackendUnavailable)   # what a command reports in a line
 
 
 def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
@@ -83,10 +87,17 @@ def summarize(ll) -> dict:
             if len(ll) > 1 else 0.0, "n": int(len(ll))}
 
 
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments that name a checkpoint and the test images to score it on."""
     p.add_argument("checkpoint")
-    p.add_argument("--n", type=int, default=None, help="use the first N test images only")
+    p.add_argument("--n", type=_at_least_one, default=None, help="use the first N test images only")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--dataset", default=None, help="default: the checkpoint's")
     p.add_argument("--data-dir", default=None)
@@ -98,7 +109,7 @@ def load_model_and_test_set(args):
     """(model, dataset name, test images) for :func:`add_checkpoint_arguments`' arguments.
 
     The test images are binarised once with ``args.seed`` when the checkpoint trained on binary
-    data.  Raises :class:`minivae.checkpoint.CheckpointError` or :class:`minivae.data.DataError`.
+    data.  Raises :data:`LOAD_ERRORS`: an unusable checkpoint, missing data, no CuPy.
     """
     from .checkpoint import load_checkpoint
     from .data import binarize_fixed, load_dataset
@@ -112,9 +123,6 @@ def load_model_and_test_set(args):
 
 
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-
     p = argparse.ArgumentParser(prog="python -m minivae.evaluate", description=(
         "Estimate the test log-likelihood (L_k) and the active units of a saved checkpoint."))
     add_checkpoint_arguments(p)
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         model, name, x_test = load_model_and_test_set(args)
-    except (CheckpointError, DataError) as err:
+    except LOAD_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()

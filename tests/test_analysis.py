@@ -164,6 +164,10 @@ def test_command_line_describes_each_layer(tmp_path, capsys):
     assert "n_samples must be at least 2" in capsys.readouterr().err
     assert main([str(tmp_path / "nope.npz")]) == 2
     assert "No checkpoint at" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    assert main([str(tmp_path / "bad.npz"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- attribute vectors

@@ -1,5 +1,8 @@
 """The log-likelihood estimator against exact log p(x), chunking, active units, the command line."""
+import sys
+
 import numpy as np
+import pytest
 
 from minivae import VAE
 from minivae.checkpoint import save_checkpoint
@@ -90,3 +93,15 @@ def test_command_line_on_a_checkpoint(tmp_path, capsys):
     assert "mnist test, 50 images, k=10: NLL =" in out and "active units" in out
     assert main([str(tmp_path / "nope.npz")]) == 2
     assert "No checkpoint at" in capsys.readouterr().err
+
+
+def test_command_line_reports_a_missing_cupy_and_a_bad_n_in_a_line(tmp_path, capsys, monkeypatch):
+    path = save_checkpoint(tmp_path / "c.npz", tiny_model(), None, {"dataset": "mnist"})
+    monkeypatch.setitem(sys.modules, "cupy", None)             # makes `import cupy` fail
+    assert main([str(path), "--backend", "cupy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The cupy backend needs CuPy") and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(path), "--n", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --n: must be at least 1, got 0" in capsys.readouterr().err
