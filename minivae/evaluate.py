@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from .backend import BackendUnavailable, to_host
-from .checkpoint import CheckpointError
-from .data import DataError
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import DataError, binarize_fixed, load_dataset
 
 LOAD_ERRORS = (CheckpointError, DataError, BackendUnavailable)   # what a command reports in a line
 
@@ -111,9 +111,6 @@ def load_model_and_test_set(args):
     The test images are binarised once with ``args.seed`` when the checkpoint trained on binary
     data.  Raises :data:`LOAD_ERRORS`: an unusable checkpoint, missing data, no CuPy.
     """
-    from .checkpoint import load_checkpoint
-    from .data import binarize_fixed, load_dataset
-
     model, _, train = load_checkpoint(args.checkpoint, args.backend, with_optimizer=False)
     ds = load_dataset(args.dataset or train.get("dataset", "mnist"), args.data_dir, args.offline)
     x_test = ds.x_test[: args.n]
