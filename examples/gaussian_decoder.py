@@ -63,7 +63,8 @@ import numpy as np
 
 from minivae import VAE, to_host
 from minivae.analysis import dequantize, sigma_for_r_loss_factor
-from minivae.cli import backend_and_data, write_figures
+from minivae.cli import (add_run_arguments, add_short_training_arguments, backend_and_data,
+                         write_figures)
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -73,27 +74,13 @@ LOG_2PI = math.log(2 * math.pi)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or with mnist/)")
-    p.add_argument("--offline", action="store_true", help="never download")
-    p.add_argument("--out", default="runs/gaussian_decoder",
-                   help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0)
+    add_run_arguments(p, out="runs/gaussian_decoder")
     p.add_argument("--r-loss-factor", type=float, default=1000.0,
                    help="weight r of the mean squared error: the fixed decoder has "
                         "sigma^2 = P / (2 r)")
     p.add_argument("--no-dequantize", action="store_true",
                    help="train on the raw grey levels (the learned variance runs away)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--subset", type=int, default=None,
-                   help="train on the first N training images only (quick runs)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--latent-dim", type=int, default=16)
-    p.add_argument("--hidden", type=int, nargs="+", default=[256],
-                   help="hidden layer sizes of the encoder (the decoder mirrors them)")
-    p.add_argument("--activation", default="tanh")
-    p.add_argument("--lr", type=float, default=1e-3, help="decays geometrically to lr / 10")
+    add_short_training_arguments(p, latent_dim=16)
     args = p.parse_args(argv)
     if not args.r_loss_factor > 0:
         p.error(f"--r-loss-factor must be > 0, got {args.r_loss_factor}")

@@ -44,7 +44,7 @@ from minivae import VAE, get_backend, to_host
 from minivae.analysis import attribute_vector, interpolate, quantile_split, stroke_thickness
 from minivae.backend import BackendUnavailable
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from minivae.cli import write_figures
+from minivae.cli import add_run_arguments, add_short_training_arguments, write_figures
 from minivae.data import DataError, binarize_fixed, load_dataset
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 
@@ -52,14 +52,8 @@ from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--dataset", default=None, choices=["mnist", "fashion-mnist"],
-                   help="default: the checkpoint's, else mnist")
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or with mnist/)")
-    p.add_argument("--offline", action="store_true", help="never download")
-    p.add_argument("--out", default="runs/latent_arithmetic",
-                   help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0)
+    add_run_arguments(p, out="runs/latent_arithmetic", dataset=None,
+                      dataset_help="default: the checkpoint's, else mnist")
     p.add_argument("--checkpoint", default=None,
                    help="a trained model (e.g. from examples/mnist_vae.py) to use instead of "
                         "training one")
@@ -74,15 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--n-digits", type=int, default=8, help="test digits (rows) in attribute.png")
     p.add_argument("--interpolation", default="linear", choices=["linear", "spherical"])
     p.add_argument("--steps", type=int, default=10, help="points on each interpolation path")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--subset", type=int, default=None,
-                   help="train on the first N training images only (quick runs)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--latent-dim", type=int, default=16)
-    p.add_argument("--hidden", type=int, nargs="+", default=[256],
-                   help="hidden layer sizes of the encoder (the decoder mirrors them)")
-    p.add_argument("--activation", default="tanh")
-    p.add_argument("--lr", type=float, default=1e-3, help="decays geometrically to lr / 10")
+    add_short_training_arguments(p, latent_dim=16)
     args = p.parse_args(argv)
     if args.attribute == "class" and args.class_from == args.class_to:
         p.error(f"--from and --to name the same class ({args.class_from}): the vector would be 0")
