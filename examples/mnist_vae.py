@@ -23,7 +23,7 @@ import numpy as np
 
 from minivae import VAE, get_backend
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.cli import backend_and_data, write_figures
+from minivae.cli import add_run_arguments, backend_and_data, write_figures
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units, log_likelihood, summarize
 from minivae.train import SCHEDULES, NonFiniteLoss, TrainConfig, config_dict, train
@@ -32,8 +32,7 @@ from minivae.train import SCHEDULES, NonFiniteLoss, TrainConfig, config_dict, tr
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    add_run_arguments(p, out="runs/mnist")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--latent-dim", type=int, default=50)
@@ -51,10 +50,6 @@ def parse_args(argv=None):
     p.add_argument("--schedule", default="exp", choices=SCHEDULES,
                    help="exp: lr decays geometrically to --lr-end; iwae: Burda et al.'s 3^i stages")
     p.add_argument("--lr-end", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or with mnist/)")
-    p.add_argument("--offline", action="store_true", help="never download")
-    p.add_argument("--out", default="runs/mnist", help="output folder (created if missing)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--eval-k", type=int, default=1000,
                    help="importance samples for the final test log-likelihood (the paper uses 5000)")

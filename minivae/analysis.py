@@ -332,8 +332,8 @@ def main(argv=None) -> int:
     print(f"{name} test, {x_test.shape[0]} images:")
     print(describe_units(stats))
     if args.per_unit:
-        for name, s in zip(layer_names(len(stats)), stats):
-            print(f"{name:>6}:  unit  KL (nats)  Cov_x E_q[u]  E_x Var_q u")
+        for layer, s in zip(layer_names(len(stats)), stats):
+            print(f"{layer:>6}:  unit  KL (nats)  Cov_x E_q[u]  E_x Var_q u")
             for u in np.argsort(-s["kl"]):
                 kl, mean_var, post_var = s["kl"][u], s["mean_var"][u], s["post_var"][u]
                 print(f"{u:14d} {kl:10.4f} {mean_var:13.4f} {post_var:12.4f}")

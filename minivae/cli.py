@@ -11,7 +11,8 @@ from .data import DataError, load_dataset
 
 def add_run_arguments(p, out: str, dataset: str | None = "mnist",
                       dataset_help: str | None = None) -> None:
-    """Add the flags every teaching example takes: ``--backend``, ``--dataset`` (default
+    """Add the flags of an example that trains on a data set of its user's choice
+    (``examples/mnist_vae.py`` and the teaching examples): ``--backend``, ``--dataset`` (default
     ``dataset``), ``--data-dir``, ``--offline``, ``--out`` (default ``out``) and ``--seed``."""
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--dataset", default=dataset, choices=["mnist", "fashion-mnist"],
