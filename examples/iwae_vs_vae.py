@@ -117,6 +117,10 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
         start, history = state["epoch"], state["history"]
         print(f"== {name}: resuming after pass {start} "
               f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
+        if args.minutes and args.minutes != state["config"].get("minutes"):   # and every budget
+            budgets = cfg.extra.get("budgets", [[0, state["config"].get("minutes")]])
+            cfg.extra = {**cfg.extra, "budgets": budgets + [[start, args.minutes]]}
+            print(f"== {name}: {args.minutes:g}-minute budget from pass {start + 1} on")
         if args.schedule and args.schedule != cfg.schedule:     # the record keeps every switch
             switches = cfg.extra.get("schedules", [[0, cfg.schedule]]) + [[start, args.schedule]]
             cfg.schedule, cfg.extra = args.schedule, {**cfg.extra, "schedules": switches}
@@ -142,12 +146,16 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
 
 
 def schedule_text(cfg) -> str:
-    """e.g. "iwae over 3280 passes", "exp for passes 1-86, then iwae over ..., 1200-minute budget"."""
+    """e.g. "iwae over 3280 passes", "exp for passes 1-86, then iwae over ..., 1200-minute budget",
+    "..., 1200-minute budget, then 1800-minute budget from pass 1010" (lengthened on resume)."""
     switches = cfg.extra.get("schedules", [])
     earlier = [f"{name} for " + (f"passes {a + 1}-{b}" if b > a + 1 else f"pass {b}")
                for (a, name), (b, _) in zip(switches, switches[1:])]
+    budgets = cfg.extra.get("budgets", [[0, cfg.minutes]])
+    budget = ", then ".join(f"{m:g}-minute budget" + (f" from pass {a + 1}" if a else "")
+                            for a, m in budgets if m)
     return ", then ".join(earlier + [f"{cfg.schedule} over {cfg.epochs} passes"]) + (
-        f", {cfg.minutes:g}-minute budget" if cfg.minutes else "")
+        f", {budget}" if budget else "")
 
 
 def markdown(results, args, backend_name) -> str:

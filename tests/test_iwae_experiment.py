@@ -1,4 +1,5 @@
 """examples/iwae_vs_vae.py end to end on a tiny budget: results.json, the table beside the paper."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 from minivae.checkpoint import load_checkpoint
+from minivae.train import TrainConfig
 from tests.realdata import REPO, data_root, mnist
 
 
@@ -61,9 +63,11 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_table2_run_can_be_named(tm
                        timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert "resuming after pass 1" in r.stdout and "schedule exp from pass 2 on" in r.stdout
+    assert "100-minute budget from pass 2 on" in r.stdout     # the first run had no time budget
     resumed = json.loads((out / "results.json").read_text())[0]
     assert resumed["passes"] == 3 and resumed["train_seconds"] > first["train_seconds"]
-    assert resumed["schedule"] == "iwae for pass 1, then exp over 3 passes, 100-minute budget"
+    assert resumed["schedule"] == ("iwae for pass 1, then exp over 3 passes, "
+                                   "100-minute budget from pass 2")
     _, _, state = load_checkpoint(out / "vae-1-1" / "checkpoint.npz", with_optimizer=False)
     lrs = [h["lr"] for h in state["history"]]        # the paper's last stage, then exp from 1e-3
     assert lrs[0] == pytest.approx(1e-4) and all(9e-4 < lr <= 1e-3 for lr in lrs[1:])
@@ -73,3 +77,20 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_table2_run_can_be_named(tm
     results = {x["run"]: x for x in json.loads((out / "results.json").read_text())}
     assert set(results) == {"vae-1-1", "vae-1-1+iwae-50"}
     assert results["vae-1-1+iwae-50"]["k"] == 50 and results["vae-1-1"]["passes"] == 3
+
+
+def test_the_report_names_every_budget_a_run_trained_under():
+    path = REPO / "examples" / "iwae_vs_vae.py"
+    spec = importlib.util.spec_from_file_location("iwae_vs_vae", path)
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    cfg = TrainConfig(schedule="iwae", epochs=3280, minutes=1800,
+                      extra={"schedules": [[0, "exp"], [18, "iwae"]],
+                             "budgets": [[0, 1200], [1009, 1800]]})
+    assert experiment.schedule_text(cfg) == ("exp for passes 1-18, then iwae over 3280 passes, "
+                                             "1200-minute budget, then 1800-minute budget from "
+                                             "pass 1010")
+    assert experiment.schedule_text(TrainConfig(schedule="iwae", epochs=3280, minutes=1200)) == (
+        "iwae over 3280 passes, 1200-minute budget")
+    assert experiment.schedule_text(TrainConfig(schedule="iwae", epochs=3280)) == (
+        "iwae over 3280 passes")
