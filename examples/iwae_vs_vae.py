@@ -25,8 +25,10 @@ A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after eve
 ``--resume`` continues each run that has one, with the configuration stored in it (so the
 schedule is the original run's, and training time already spent counts against the budget;
 ``--passes`` or ``--minutes``, if given, replace the budget, and ``--schedule``, if given,
-switches the schedule from the next pass on, recorded in the report): a long run can be spread
-over several sessions.  Writes results.json, results.md
+switches the schedule from the next pass on; a new ``--minutes`` and a switch of schedule are both
+recorded in the report): a long run can be spread over several sessions.  Since the paper's
+stages sit at fractions of a time budget, a longer ``--minutes`` lengthens the last one (lr 1e-4)
+as long as a third of it is already spent.  Writes results.json, results.md
 (minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
