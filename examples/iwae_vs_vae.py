@@ -27,8 +27,9 @@ schedule is the original run's, and training time already spent counts against t
 ``--passes`` or ``--minutes``, if given, replace the budget, and ``--schedule``, if given,
 switches the schedule from the next pass on; a new ``--minutes`` and a switch of schedule are both
 recorded in the report): a long run can be spread over several sessions.  Since the paper's
-stages sit at fractions of a time budget, a longer ``--minutes`` lengthens the last one (lr 1e-4)
-as long as a third of it is already spent.  Writes results.json, results.md
+stages sit at fractions of a time budget and the last (lr 1e-4) starts a third of the way in, a
+new ``--minutes`` M keeps a run in that stage if M is at most three times the training time already
+spent.  Writes results.json, results.md
 (minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
@@ -119,7 +120,7 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
         start, history = state["epoch"], state["history"]
         print(f"== {name}: resuming after pass {start} "
               f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
-        if args.minutes and args.minutes != state["config"].get("minutes"):   # and every budget
+        if args.minutes and args.minutes != state["config"].get("minutes"):   # keep every budget
             budgets = cfg.extra.get("budgets", [[0, state["config"].get("minutes")]])
             cfg.extra = {**cfg.extra, "budgets": budgets + [[start, args.minutes]]}
             print(f"== {name}: {args.minutes:g}-minute budget from pass {start + 1} on")
