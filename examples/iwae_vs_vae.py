@@ -29,8 +29,7 @@ switches the schedule from the next pass on; a new ``--minutes`` and a switch of
 recorded in the report): a long run can be spread over several sessions.  Since the paper's
 stages sit at fractions of a time budget and the last (lr 1e-4) starts a third of the way in, a
 new ``--minutes`` M keeps a run in that stage if M is at most three times the training time already
-spent.  Writes results.json, results.md
-(minivae beside the paper) and a checkpoint per run.
+spent.  Writes results.json, results.md (minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
 
