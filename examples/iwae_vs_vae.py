@@ -29,7 +29,10 @@ switches the schedule from the next pass on; a new ``--minutes`` and a switch of
 recorded in the report): a long run can be spread over several sessions.  Since the paper's
 stages sit at fractions of a time budget and the last (lr 1e-4) starts a third of the way in, a
 new ``--minutes`` M keeps a run in that stage if M is at most three times the training time already
-spent.  Writes results.json, results.md (minivae beside the paper) and a checkpoint per run.
+spent.  A checkpoint without Adam state (those in checkpoints/ hold parameters and history only)
+resumes too, once copied to OUT/<run>/checkpoint.npz: Adam then starts again from zero moments,
+and the report names the pass where it did.  Writes results.json, results.md (minivae beside the
+paper) and a checkpoint per run.
 """
 from __future__ import annotations
 
@@ -119,6 +122,10 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
         start, history = state["epoch"], state["history"]
         print(f"== {name}: resuming after pass {start} "
               f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
+        if optimizer is None:             # e.g. a parameters-only checkpoint from checkpoints/
+            cfg.extra = {**cfg.extra, "adam_restarts": cfg.extra.get("adam_restarts", []) + [start]}
+            print(f"== {name}: the checkpoint holds no Adam state: Adam starts afresh (zero "
+                  f"moments) from pass {start + 1}, and the report says so")
         if args.minutes and args.minutes != state["config"].get("minutes"):   # keep every budget
             budgets = cfg.extra.get("budgets", [[0, state["config"].get("minutes")]])
             cfg.extra = {**cfg.extra, "budgets": budgets + [[start, args.minutes]]}
@@ -149,15 +156,18 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
 
 def schedule_text(cfg) -> str:
     """e.g. "iwae over 3280 passes", "exp for passes 1-86, then iwae over ..., 1200-minute budget",
-    "..., 1200-minute budget, then 1800-minute budget from pass 1010" (lengthened on resume)."""
+    "..., 1200-minute budget, then 1800-minute budget from pass 1010" (lengthened on resume),
+    "..., Adam restarted at pass 1162" (resumed from a checkpoint without Adam state)."""
     switches = cfg.extra.get("schedules", [])
     earlier = [f"{name} for " + (f"passes {a + 1}-{b}" if b > a + 1 else f"pass {b}")
                for (a, name), (b, _) in zip(switches, switches[1:])]
     budgets = cfg.extra.get("budgets", [[0, cfg.minutes]])
     budget = ", then ".join(f"{m:g}-minute budget" + (f" from pass {a + 1}" if a else "")
                             for a, m in budgets if m)
+    restarts = "".join(f", Adam restarted at pass {a + 1}"
+                       for a in cfg.extra.get("adam_restarts", []))
     return ", then ".join(earlier + [f"{cfg.schedule} over {cfg.epochs} passes"]) + (
-        f", {budget}" if budget else "")
+        f", {budget}" if budget else "") + restarts
 
 
 def markdown(results, args, backend_name) -> str:

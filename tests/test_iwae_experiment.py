@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from minivae.checkpoint import load_checkpoint
+from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.train import TrainConfig
 from tests.realdata import REPO, data_root, mnist
 
 
-def run(out, *args):
-    cmd = [sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), *args, "--passes", "1",
-           "--subset", "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
+def run(out, *args, passes=1):
+    cmd = [sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), *args,
+           "--passes", str(passes), "--subset", "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
            "--offline", "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -94,3 +94,24 @@ def test_the_report_names_every_budget_a_run_trained_under():
         "iwae over 3280 passes, 1200-minute budget")
     assert experiment.schedule_text(TrainConfig(schedule="iwae", epochs=3280)) == (
         "iwae over 3280 passes")
+
+
+def test_a_parameters_only_checkpoint_resumes_with_a_fresh_adam_and_the_report_says_so(tmp_path):
+    mnist()
+    out = tmp_path / "iwae"
+    assert run(out, "--runs", "vae-1-1").returncode == 0
+    path = out / "vae-1-1" / "checkpoint.npz"
+    model, optimizer, state = load_checkpoint(path)
+    assert optimizer is not None
+    save_checkpoint(path, model, None, state)            # as shipped in checkpoints/: no Adam state
+    r = run(out, "--runs", "vae-1-1", "--resume", passes=2)
+    assert r.returncode == 0, r.stderr
+    assert "no Adam state: Adam starts afresh (zero moments) from pass 2" in r.stdout
+    r = run(out, "--runs", "vae-1-1", "--resume", passes=3)   # now with Adam state again
+    assert r.returncode == 0, r.stderr
+    assert "no Adam state" not in r.stdout
+    result = json.loads((out / "results.json").read_text())[0]
+    assert result["passes"] == 3
+    assert result["schedule"] == "iwae over 3 passes, Adam restarted at pass 2"
+    _, optimizer, state = load_checkpoint(path)
+    assert state["config"]["extra"]["adam_restarts"] == [1] and optimizer.t > 0
