@@ -14,8 +14,8 @@ from tests.realdata import REPO, data_root, mnist
 
 def run(out, *args, passes=1):
     cmd = [sys.executable, str(REPO / "examples" / "iwae_vs_vae.py"), *args,
-           "--passes", str(passes), "--subset", "400", "--eval-k", "4", "--eval-n", "50", "--data-dir", str(data_root()),
-           "--offline", "--out", str(out)]
+           "--passes", str(passes), "--subset", "400", "--eval-k", "4", "--eval-n", "50",
+           "--data-dir", str(data_root()), "--offline", "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
