@@ -102,6 +102,11 @@ class Adam(Optimizer):
     computed in the paper's equivalent form with the bias corrections folded into
     two scalars:  p <- p - lr_t m / (sqrt(v) + eps_t),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
     eps_t = eps sqrt(1 - b2^t).  ``eps`` = 1e-4 in the IWAE paper (PyTorch's default is 1e-8).
+
+    On NumPy each update is the dozen in-place array operations of ``_update`` below.  On CuPy
+    the same arithmetic, in the same order, runs as one CUDA kernel per parameter
+    (``_ADAM_KERNEL``): a GPU step of a small model is bound by kernel launches, and twelve
+    launches per parameter made Adam 40 % of a training step.
     """
     slots = ("m", "v")
 
@@ -124,6 +129,10 @@ class Adam(Optimizer):
     def _update(self, name, p, g):
         xp = array_module(p)
         m, v = self._slot("m", name, p), self._slot("v", name, p)
+        if xp is not np:                               # CuPy: the lines below as one kernel
+            _adam_kernel(xp)(g, 1.0 - self.beta1, 1.0 - self.beta2, self._lr_t, self._eps_t,
+                             p, m, v)
+            return
         t = self._scratch(name, p)                     # reused each step: no allocations
         xp.subtract(g, m, out=t)
         t *= 1.0 - self.beta1
@@ -137,6 +146,25 @@ class Adam(Optimizer):
         xp.divide(m, t, out=t)
         t *= self._lr_t
         p -= t                                         # p <- p - lr_t m / (sqrt(v) + eps_t)
+
+
+# Adam's update for one parameter as a CuPy elementwise kernel: per element, the arithmetic of
+# Adam._update in the same order (T is the parameters' dtype; p, m, v are updated in place).
+_ADAM_SOURCE = """
+    T t = (g - m) * (T)one_minus_b1;   m += t;         // m <- b1 m + (1 - b1) g
+    t = (g * g - v) * (T)one_minus_b2; v += t;         // v <- b2 v + (1 - b2) g^2
+    p -= (m / (sqrt(v) + (T)eps_t)) * (T)lr_t;         // p <- p - lr_t m / (sqrt(v) + eps_t)
+"""
+_adam_kernels = {}
+
+
+def _adam_kernel(xp):
+    """The compiled kernel for array module ``xp`` (CuPy), built on first use."""
+    if xp not in _adam_kernels:
+        _adam_kernels[xp] = xp.ElementwiseKernel(
+            "T g, float64 one_minus_b1, float64 one_minus_b2, float64 lr_t, float64 eps_t",
+            "T p, T m, T v", _ADAM_SOURCE, "minivae_adam_update")
+    return _adam_kernels[xp]
 
 
 class Adagrad(Optimizer):

@@ -57,6 +57,22 @@ def test_optimizers_minimise_a_quadratic_in_place(backend, name, kwargs):
     np.testing.assert_allclose(to_host(w), to_host(target), atol=1e-2)
 
 
+@pytest.mark.parametrize("backend", BACKENDS[1:])                       # CuPy only: its own kernel
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_adam_kernel_on_cupy_takes_the_numpy_steps(backend, dtype, rtol):
+    be, rng = get_backend(backend), np.random.default_rng(2)
+    p0 = rng.standard_normal((7, 3)).astype(dtype)
+    grads = rng.standard_normal((6, 7, 3)).astype(dtype)
+    opt_np, opt_gpu = Adam(1e-2, eps=1e-4), Adam(1e-2, eps=1e-4)
+    p_np = run_steps(opt_np, p0, grads)
+    p_gpu = run_steps(opt_gpu, be.xp.asarray(p0), be.xp.asarray(grads))
+    assert p_gpu.dtype == dtype and not np.allclose(p_np, p0)              # the steps moved p
+    np.testing.assert_allclose(to_host(p_gpu), p_np, rtol=rtol, atol=rtol * 1e-2)
+    for slot in ("m", "v"):
+        np.testing.assert_allclose(to_host(opt_gpu.state[slot]["w"]), opt_np.state[slot]["w"],
+                                   rtol=rtol, atol=rtol * 1e-2)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad"])
 def test_state_dict_round_trip_continues_identically(name):
     rng = np.random.default_rng(2)
