@@ -36,17 +36,19 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
     r"""L_k per example, host float64 array (N,), in nats; x is (N, P), binarised already.
 
     Examples go ``batch_size`` at a time and samples ``chunk = max_rows // batch_size`` at a
-    time, so at most ``max_rows`` latent samples are decoded at once.  Everything stays on the
-    device until the end (no host synchronisation per chunk).
+    time, so at most ``max_rows`` latent samples are decoded at once.  The images go to the
+    device once, up front, and everything stays there until the end (no host synchronisation
+    per batch or chunk).
     """
     xp = model.xp
     rng = model.backend.generator(3) if rng is None else rng
+    x = xp.asarray(x, dtype=model.dtype)                      # one copy, not one per batch
     N = x.shape[0]
     b = batch_size or max(1, min(N, max_rows // min(k, max_rows)))
     chunk = max(1, min(k, max_rows // b))
     out = []
     for start in range(0, N, b):
-        xb = xp.asarray(x[start:start + b], dtype=model.dtype)
+        xb = x[start:start + b]
         log_sum = None                                        # log sum_i w_i so far, (B,)
         for s in range(0, k, chunk):
             c = min(chunk, k - s)
