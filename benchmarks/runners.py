@@ -33,8 +33,9 @@ class MinivaeRunner:
     lib = "minivae"
 
     def __init__(self, device: str = "cpu", seed: int = 0, threads: int | None = None):
-        from minivae.backend import get_backend          # threads: set by run.py's environment
+        from minivae.backend import get_backend, reuse_freed_memory   # threads: run.py's environment
         self.backend = get_backend("cupy" if device == "gpu" else "numpy", seed)
+        reuse_freed_memory()                             # as minivae.train and L_k do
         self.xp, self.seed = self.backend.xp, seed
 
     def to_device(self, x):
@@ -51,7 +52,7 @@ class MinivaeRunner:
         from minivae.data import binarize as binarize_batch
         from minivae.optim import Adam
         opt = Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=adam_eps)
-        rng = self.backend.generator(1)
+        rng = self.backend.generator("train")
 
         def step(xb):
             if binarize:
@@ -69,7 +70,7 @@ class MinivaeRunner:
 
     def log_likelihood(self, model, x_bin, k: int):
         from minivae.evaluate import log_likelihood
-        return log_likelihood(model, x_bin, k, rng=self.backend.generator(3), max_rows=LL_MAX_ROWS)
+        return log_likelihood(model, x_bin, k, rng=self.backend.generator("log_likelihood"), max_rows=LL_MAX_ROWS)
 
     def pool_bytes(self):
         """Bytes held by CuPy's memory pool (it keeps what it grew to: the peak), or None."""

@@ -24,27 +24,25 @@ KL per beta, swept from -3 to 3 around one test digit's code).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, to_host
+from minivae import to_host
 from minivae.analysis import kl_per_dimension
-from minivae.cli import (add_run_arguments, add_short_training_arguments, backend_and_data,
-                         write_figures)
+from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
+                              build_vae, run, run_parser, short_training_config, training_subset,
+                              write_figures, write_metrics)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
-from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
+from minivae.train import NonFiniteLoss, config_dict, train
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_run_arguments(p, out="runs/beta_vae")
+    p = run_parser(__doc__, out="runs/beta_vae")
+    add_dataset_argument(p)
     p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 4.0],
                    help="KL weights, one model each")
     add_short_training_arguments(p, latent_dim=32)
@@ -54,21 +52,7 @@ def parse_args(argv=None):
     return args
 
 
-# ---------------------------------------------------------------- one model per beta
-
-def train_one(args, beta, be, x_train, x_test):
-    """A fresh VAE (same seed for every beta) trained with the KL term weighted by beta."""
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], activation=args.activation, seed=args.seed,
-                backend=be)
-    model.init_output_bias(x_train.mean(axis=0))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, beta=beta, lr=args.lr,
-                      schedule="exp", lr_end=args.lr / 10, seed=args.seed, dataset=args.dataset)
-    history = train(model, x_train, x_test, cfg,
-                    log=lambda line: print(f"  [beta {beta:g}] {line}"))
-    return model, cfg, history
-
+# ---------------------------------------------------------------- the numbers of one beta
 
 def summarize(model, beta, history, x_test_bin) -> dict:
     """The numbers of one beta: the test terms of the last epoch, KL per unit, active units."""
@@ -83,25 +67,6 @@ def summarize(model, beta, history, x_test_bin) -> dict:
 
 # ---------------------------------------------------------------- figures
 
-def plot_kl_per_dimension(rows, path, threshold=1e-2):
-    """One panel per beta: KL of each unit in nats, sorted; active units dark, inactive light."""
-    from minivae import plots
-    fig = plots.figure(2.6 * len(rows) + 0.6, 3.0)
-    axes = fig.subplots(1, len(rows), sharey=True, squeeze=False)[0]
-    for ax, r in zip(axes, rows):
-        kl = np.asarray(r["kl_per_dim"])
-        order = np.argsort(kl)[::-1]                                     # most informative first
-        active = np.asarray(r["var_mu"])[order] > threshold
-        ax.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "lightgray"))
-        ax.set_title(f"beta = {r['beta']:g}: KL {r['test_kl']:.1f} nats,\n"
-                     f"{r['active_units']}/{len(kl)} active", fontsize=9)
-        ax.set_xlabel("latent unit (sorted)", fontsize=8)
-        ax.set_xticks([])
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("KL per unit (nats)")
-    return plots.save(fig, path)
-
-
 def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> list[Path]:
     from minivae import plots
     be = models[0].backend
@@ -110,10 +75,13 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
     # rows = betas: n reconstructions | spacer | n samples; the first row shows the inputs
     grid_rows = [np.concatenate([to_host(x), blank, np.repeat(blank, n, 0)])]
     for model in models:
-        z = be.generator(4, seed).standard_normal((n, model.latent_dim), dtype=model.dtype)
+        z = be.generator("figures", seed).standard_normal((n, model.latent_dim), dtype=model.dtype)
         grid_rows.append(np.concatenate([to_host(model.reconstruct(x)), blank,
                                          to_host(model.decode(z))]))
-    written = [plot_kl_per_dimension(rows, out / "kl_per_dimension.png"),
+    written = [plots.plot_kl_per_unit([r["kl_per_dim"] for r in rows], [r["var_mu"] for r in rows],
+                                      [f"beta = {r['beta']:g}: KL {r['test_kl']:.1f} nats,\n"
+                                       f"{r['active_units']}/{len(r['kl_per_dim'])} active"
+                                       for r in rows], out / "kl_per_dimension.png"),
                plots.labelled_grid(np.stack(grid_rows), out / "reconstructions_samples.png",
                                    ["input"] + [f"beta = {r['beta']:g}" for r in rows],
                                    "test reconstructions  |  samples from the prior "
@@ -142,16 +110,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     be, ds = backend_and_data(args)
-    x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
+    x_train = training_subset(ds, args.subset).x_train
     x_test_bin = binarize_fixed(ds.x_test, args.seed)             # what train() evaluates on
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images, "
           f"binarised; backend {be.name}; betas {' '.join(f'{b:g}' for b in args.betas)}")
 
     t0 = time.perf_counter()
     models, rows = [], []
-    for beta in args.betas:
+    for beta in args.betas:          # a fresh VAE each, the same seed: only beta differs
+        model, cfg = build_vae(args, x_train, be), short_training_config(args, beta=beta)
         try:
-            model, cfg, history = train_one(args, beta, be, x_train, ds.x_test)
+            history = train(model, x_train, ds.x_test, cfg,
+                            log=lambda line: print(f"  [beta {beta:g}] {line}"))
         except NonFiniteLoss as err:
             print(f"error: beta {beta:g}: {err}", file=sys.stderr)
             return 3
@@ -167,16 +137,14 @@ def main(argv=None) -> int:
         print(f"{r['beta']:6g} {r['test_nelbo']:8.2f} {r['test_recon']:8.2f} {r['test_kl']:7.2f} "
               f"{r['test_loss']:10.2f} {r['active_units']:4d}/{models[0].latent_dim}")
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {"dataset": ds.name, "backend": be.name, "train_images": int(x_train.shape[0]),
-               "seconds": seconds, "model": models[0].config,
-               "train": {**config_dict(cfg), "beta": args.betas},
-               "betas": rows}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_metrics(out / "metrics.json", {
+        "dataset": ds.name, "backend": be.name, "train_images": int(x_train.shape[0]),
+        "seconds": seconds, "model": models[0].config,
+        "train": {**config_dict(cfg), "beta": args.betas}, "betas": rows})
     write_figures(make_figures, models, rows, x_test_bin, out, args.seed)
     print(f"training {seconds:.0f} s; wrote {out}/")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

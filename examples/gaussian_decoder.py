@@ -52,8 +52,6 @@ learned_std.png (the learned per-pixel standard deviation exp(v/2) for a few tes
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -61,20 +59,19 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, to_host
+from minivae import to_host
 from minivae.analysis import dequantize, sigma_for_r_loss_factor
-from minivae.cli import (add_run_arguments, add_short_training_arguments, backend_and_data,
-                         write_figures)
+from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
+                              build_vae, run, run_parser, short_training_config, training_subset,
+                              write_figures, write_metrics)
 from minivae.evaluate import active_units
-from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
-
-LOG_2PI = math.log(2 * math.pi)
+from minivae.gaussian import LOG_2PI
+from minivae.train import config_dict, train
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_run_arguments(p, out="runs/gaussian_decoder")
+    p = run_parser(__doc__, out="runs/gaussian_decoder")
+    add_dataset_argument(p)
     p.add_argument("--r-loss-factor", type=float, default=1000.0,
                    help="weight r of the mean squared error: the fixed decoder has "
                         "sigma^2 = P / (2 r)")
@@ -89,19 +86,6 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- the two decoders
 
-def train_one(args, name, likelihood, sigma, be, x_train, x_test):
-    """A fresh VAE (same seed for both decoders) trained on grey levels with ``likelihood``."""
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], activation=args.activation, likelihood=likelihood,
-                sigma=sigma, seed=args.seed, backend=be)
-    model.init_output_bias(x_train.mean(axis=0))             # m starts at the mean image, v at 0
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="exp",
-                      lr_end=args.lr / 10, seed=args.seed, binarize=False, dataset=args.dataset)
-    history = train(model, x_train, x_test, cfg, log=lambda line: print(f"  [{name}] {line}"))
-    return model, cfg, history
-
-
 def decoder_outputs(model, z):
     """The learned decoder's mean m and log-variance v, each (B, P): out = [m, v]."""
     out, _ = model.decoder.forward(z.astype(model.dtype, copy=False))        # (B, 2P)
@@ -110,8 +94,7 @@ def decoder_outputs(model, z):
 
 def summarize(name, model, sigma, history, x_test, dequantized, r=None) -> dict:
     """Test numbers of one decoder (the last epoch's ELBO terms, and more on x_test's first 2000)."""
-    last = history[-1]
-    P = model.x_dim
+    last, P = history[-1], model.x_dim
     x = model.backend.asarray(x_test[:2000], model.dtype)
     mu, _ = model.encode(x)
     mse = float(to_host(((model.decode(mu) - x) ** 2).mean()))
@@ -133,91 +116,56 @@ def summarize(name, model, sigma, history, x_test, dequantized, r=None) -> dict:
 
 # ---------------------------------------------------------------- figures
 
-def grey_rows(rows, path, labels, title):
-    """Rows of images (each (C, P), values in [0, 1]) as one grid with a label per row."""
-    from minivae import plots
-    tiles = np.stack([np.clip(to_host(r), 0, 1) for r in rows]).astype(np.float32)   # (R, C, P)
-    R, C, P = tiles.shape
-    fig, ax = plots.grid_figure(plots.image_grid(tiles.reshape(R * C, P), R, C), title=title,
-                                 left=150)
-    plots.label_rows(ax, labels, math.isqrt(P))
-    return plots.save(fig, path)
-
-
-def plot_learned_std(model, x, path):
-    """Inputs and means (grey, 0..1) over the learned standard deviation exp(v/2) (log colours)."""
-    from matplotlib.colors import LogNorm
-
-    from minivae import plots
-    mu, _ = model.encode(x)
-    m, v = decoder_outputs(model, mu)
-    n, P = x.shape
-    side = math.isqrt(P)
-    top = plots.image_grid(np.concatenate([to_host(x), np.clip(to_host(m), 0, 1)]), 2, n)
-    std = plots.image_grid(np.exp(0.5 * to_host(v).astype(np.float64)), 1, n, fill=np.nan)
-    fig = plots.figure(1.0 + 0.75 * n, 3.6)
-    ax_top, ax_std = fig.subplots(2, 1, height_ratios=[2, 1.25])
-    ax_top.imshow(top, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    plots.label_rows(ax_top, ["input", "mean m"], side)
-    ax_top.set_xticks([])
-    ax_top.set_title("learned decoder: mean and standard deviation exp(v/2) per pixel", fontsize=10)
-    image = ax_std.imshow(std, cmap="magma", norm=LogNorm(), interpolation="nearest")
-    ax_std.set_xticks([])
-    ax_std.set_yticks([])
-    ax_std.set_ylabel("std", fontsize=9)
-    fig.colorbar(image, ax=ax_std, fraction=0.05, pad=0.01)
-    return plots.save(fig, path)
-
-
 def make_figures(learned, fixed, x_test, out: Path, seed: int, n: int = 10) -> list[Path]:
-    be = learned.backend
+    from minivae import plots
+    be, sigma = learned.backend, fixed.likelihood.sigma
     x = be.asarray(x_test[:n], learned.dtype)
-    z = be.generator(4, seed).standard_normal((n, learned.latent_dim), dtype=learned.dtype)
-    eps = be.generator(5, seed).standard_normal((n, learned.x_dim), dtype=learned.dtype)
+    z = be.generator("figures", seed).standard_normal((n, learned.latent_dim), dtype=learned.dtype)
+    eps = be.generator("figure_noise", seed).standard_normal((n, learned.x_dim), dtype=learned.dtype)
     m, v = decoder_outputs(learned, z)
     m_fixed = fixed.decode(z)
-    written = [
-        grey_rows([x, learned.reconstruct(x), fixed.reconstruct(x)], out / "reconstructions.png",
-                  ["input", "(a) learned var", f"(b) sigma={fixed.likelihood.sigma:.2f}"],
-                  "test inputs and the decoders' means E[x | z = mu(x)]"),
-        grey_rows([m, m + be.xp.exp(0.5 * v) * eps, m_fixed, m_fixed + fixed.likelihood.sigma * eps],
-                  out / "samples.png",
-                  ["(a) mean", "(a) one draw", "(b) mean", "(b) one draw"],
-                  "z ~ N(0, I): E[x | z], and x ~ p(x | z) (clipped to 0..1)"),
-        plot_learned_std(learned, x[:8], out / "learned_std.png"),
-    ]
-    return written
+    draw, draw_fixed = m + be.xp.exp(0.5 * v) * eps, m_fixed + sigma * eps     # x ~ p(x | z)
+    m_x, v_x = decoder_outputs(learned, learned.encode(x[:8])[0])
+
+    def grey_rows(name, images, labels, title):     # means and draws can leave [0, 1]: clip
+        tiles = np.stack([np.clip(to_host(r), 0, 1) for r in images])
+        return plots.labelled_grid(tiles, out / name, labels, title, left=150)
+
+    return [grey_rows("reconstructions.png", [x, learned.reconstruct(x), fixed.reconstruct(x)],
+                      ["input", "(a) learned var", f"(b) sigma={sigma:.2f}"],
+                      "test inputs and the decoders' means E[x | z = mu(x)]"),
+            grey_rows("samples.png", [m, draw, m_fixed, draw_fixed],
+                      ["(a) mean", "(a) one draw", "(b) mean", "(b) one draw"],
+                      "z ~ N(0, I): E[x | z], and x ~ p(x | z) (clipped to 0..1)"),
+            plots.plot_learned_std(x[:8], m_x, v_x, out / "learned_std.png")]
 
 
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
+    out, deq = Path(args.out), not args.no_dequantize
     be, ds = backend_and_data(args)
-    x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
-    x_test = ds.x_test
-    if not args.no_dequantize:                                  # noise drawn once, fixed seeds
+    x_train, x_test = training_subset(ds, args.subset).x_train, ds.x_test
+    if deq:                                                     # noise drawn once, fixed seeds
         x_train = dequantize(x_train, np.random.default_rng([args.seed, 10]))
         x_test = dequantize(x_test, np.random.default_rng([args.seed, 11]))
-    P = x_train.shape[1]
-    r = args.r_loss_factor
+    P, r = x_train.shape[1], args.r_loss_factor
     sigma = sigma_for_r_loss_factor(r, P)
     print(f"{ds.name}: {x_train.shape[0]} training and {x_test.shape[0]} test images, grey levels"
-          f"{'' if args.no_dequantize else ' dequantised: (k + u) / 256'}; backend {be.name}")
+          f"{' dequantised: (k + u) / 256' if deq else ''}; backend {be.name}")
     print(f"r_loss_factor r = {r:g} on P = {P} pixels:  r/P sum (x - m)^2 = sum (x - m)^2 / "
           f"(2 sigma^2)  =>  sigma^2 = P / (2 r) = {sigma ** 2:.4f},  sigma = {sigma:.4f}")
 
     t0 = time.perf_counter()
-    try:
-        learned, cfg, hist_a = train_one(args, "(a) learned", "gaussian_learned", 1.0, be,
-                                         x_train, x_test)
-        fixed, _, hist_b = train_one(args, "(b) fixed", "gaussian", sigma, be, x_train, x_test)
-    except NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    cfg, trained = short_training_config(args, binarize=False), []
+    for name, likelihood, s in (("(a) learned", "gaussian_learned", 1.0),
+                                ("(b) fixed", "gaussian", sigma)):
+        model = build_vae(args, x_train, be, likelihood, s)     # m starts at the mean image, v at 0
+        trained.append((model, train(model, x_train, x_test, cfg,
+                                     log=lambda line: print(f"  [{name}] {line}"))))
     seconds = time.perf_counter() - t0
-    deq = not args.no_dequantize
+    (learned, hist_a), (fixed, hist_b) = trained
     rows = [summarize("(a) learned variance", learned, None, hist_a, x_test, deq),
             summarize("(b) fixed sigma", fixed, sigma, hist_b, x_test, deq, r)]
 
@@ -237,16 +185,15 @@ def main(argv=None) -> int:
           + ("" if deq else " (no dequantisation: the border pixels' v keeps falling)"))
     print(f"(b): Keras loss r * MSE + KL = {b['keras_loss']:.1f} = -ELBO - (P/2) log(2 pi sigma^2)")
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {"dataset": ds.name, "backend": be.name, "dequantized": deq,
-               "train_images": int(x_train.shape[0]), "r_loss_factor": r, "sigma": sigma,
-               "seconds": seconds, "train": config_dict(cfg),
-               "models": {"learned": learned.config, "fixed": fixed.config}, "decoders": rows}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_metrics(out / "metrics.json", {
+        "dataset": ds.name, "backend": be.name, "dequantized": deq,
+        "train_images": int(x_train.shape[0]), "r_loss_factor": r, "sigma": sigma,
+        "seconds": seconds, "train": config_dict(cfg),
+        "models": {"learned": learned.config, "fixed": fixed.config}, "decoders": rows})
     write_figures(make_figures, learned, fixed, x_test, out, args.seed)
     print(f"training {seconds:.0f} s; wrote {out}/")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

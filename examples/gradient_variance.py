@@ -24,30 +24,21 @@ Writes to --out: gradient_variance.json (every number) and gradient_variance.png
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from minivae import VAE
-from minivae.cli import backend_and_data
+from minivae.commands import (backend_and_data, build_vae, machine, run, run_parser,
+                              training_subset, write_figures, write_metrics)
 from minivae.data import binarize_fixed
 from minivae.estimators import ESTIMATORS, estimator_moments, summarize_moments
+from minivae.plots import plot_gradient_variance
 from minivae.train import TrainConfig, config_dict, train
-
-SHORT = {"reparameterization": "reparam", "score_function": "score fn",
-         "score_function_baseline": "score fn+b"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p = run_parser(__doc__, out="runs/gradient_variance")
     p.add_argument("--samples", type=int, nargs="+", default=[1, 2, 5, 10, 50, 100],
                    help="K: samples per gradient estimate")
     p.add_argument("--repeats", type=int, default=50,
@@ -59,11 +50,6 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=int, default=50)
     p.add_argument("--hidden", type=int, nargs="+", default=[200, 200],
                    help="hidden layer sizes of the encoder (the decoder mirrors them)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or with mnist/)")
-    p.add_argument("--offline", action="store_true", help="never download")
-    p.add_argument("--out", default="runs/gradient_variance",
-                   help="output folder (created if missing)")
     p.add_argument("--no-figures", action="store_true")
     args = p.parse_args(argv)
     if min(args.samples) < 1 or args.repeats < 2 or args.batch_size < 1 or args.pretrain_epochs < 0:
@@ -72,10 +58,7 @@ def parse_args(argv=None):
 
 
 def pretrain(args, be, x_train, x_test):
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], seed=args.seed, backend=be)
-    model.init_output_bias(x_train.mean(axis=0))
+    model = build_vae(args, x_train, be)
     history, cfg = [], None
     if args.pretrain_epochs > 0:
         cfg = TrainConfig(epochs=args.pretrain_epochs, batch_size=100, seed=args.seed)
@@ -113,47 +96,12 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def plot(rows, path: Path, repeats: int) -> Path:
-    r"""Total variance (log-log, 1/K line through reparam's first point) and SNR against K."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=100, layout="tight")
-    FigureCanvasAgg(fig)
-    ax_var, ax_snr = fig.subplots(1, 2)
-    for name, style in zip(ESTIMATORS, ("o-", "s-", "^-")):
-        points = [(r["k"], r[name]) for r in rows if name in r]
-        if not points:
-            continue
-        ks = [k for k, _ in points]
-        ax_var.plot(ks, [s["total_variance"] for _, s in points], style, ms=4, label=SHORT[name])
-        ax_snr.plot(ks, [s["snr"] for _, s in points], style, ms=4, label=SHORT[name])
-    ks = np.array([r["k"] for r in rows], dtype=float)
-    v0 = rows[0]["reparameterization"]["total_variance"] * ks[0]
-    ax_var.plot(ks, v0 / ks, "k:", lw=1, label="1/K")
-    ax_snr.axhline(math.sqrt(2 / (math.pi * repeats)), color="k", ls=":", lw=1,
-                   label="zero-mean floor")
-    for ax in (ax_var, ax_snr):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("K (samples per estimate)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(frameon=False, fontsize=9)
-    ax_var.set_ylabel("total variance of the encoder gradient")
-    ax_var.set_title(f"variance over {repeats} repeats", fontsize=10)
-    ax_snr.set_ylabel("mean |mean| / std over entries")
-    ax_snr.set_title("signal-to-noise ratio", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     t_start = time.perf_counter()
     be, ds = backend_and_data(args, "mnist")
-    x_train = ds.x_train[: args.subset]
+    x_train = training_subset(ds, args.subset).x_train
     print(f"{ds.name}: {x_train.shape[0]} training images from {ds.source}; backend {be.name}")
 
     t0 = time.perf_counter()
@@ -170,7 +118,7 @@ def main(argv=None) -> int:
     rows = []
     for k in args.samples:
         t1 = time.perf_counter()
-        moments = estimator_moments(model, x, k, args.repeats, be.generator(5, k))
+        moments = estimator_moments(model, x, k, args.repeats, be.generator("gradient_variance", k))
         row = {"k": k, **{name: summarize_moments(m) for name, m in moments.items()}}
         row["seconds"] = time.perf_counter() - t1
         rows.append(row)
@@ -179,8 +127,7 @@ def main(argv=None) -> int:
     print(f"(an entry with zero mean reads SNR ~ {snr_floor:.3f} with {args.repeats} repeats)")
     measure_seconds = sum(r["seconds"] for r in rows)
 
-    out.mkdir(parents=True, exist_ok=True)
-    result = {
+    write_metrics(out / "gradient_variance.json", {
         "backend": be.name, "batch_size": x.shape[0], "repeats": args.repeats,
         "samples": args.samples, "encoder_parameters": int(n_enc), "rows": rows,
         "snr_floor": snr_floor,
@@ -189,20 +136,16 @@ def main(argv=None) -> int:
                      "train": config_dict(cfg) if cfg else None},
         "model": model.config, "measure_seconds": measure_seconds,
         "total_seconds": time.perf_counter() - t_start,
-        "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                    "processor": platform.processor() or platform.machine()},
-    }
-    (out / "gradient_variance.json").write_text(json.dumps(result, indent=1))
+        "machine": machine(),
+    })
     if not args.no_figures:
-        try:
-            plot(rows, out / "gradient_variance.png", args.repeats)
-            print("\nfigure: gradient_variance.png")
-        except ImportError:
-            print("\nfigure skipped: matplotlib is not installed (pip install 'minivae[plot]')")
+        print()
+        write_figures(lambda: [plot_gradient_variance(rows, out / "gradient_variance.png",
+                                                      args.repeats)])
     print(f"measured in {measure_seconds:.1f} s, {time.perf_counter() - t_start:.1f} s in all; "
           f"wrote {out}/")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

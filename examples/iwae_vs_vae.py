@@ -31,27 +31,27 @@ stages sit at fractions of a time budget and the last (lr 1e-4) starts a third o
 new ``--minutes`` M keeps a run in that stage if M is at most three times the training time already
 spent.  A checkpoint without Adam state (those in checkpoints/ hold parameters and history only)
 resumes too, once copied to OUT/<run>/checkpoint.npz: Adam then starts again from zero moments,
-and the report names the pass where it did.  Writes results.json, results.md (minivae beside the
-paper) and a checkpoint per run.
+and the report names the pass where it did.  These restarts, budgets and schedules are this
+script's own record, kept in each checkpoint under "campaign".  Writes results.json, results.md
+(minivae beside the paper) and a checkpoint per run.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from minivae import VAE
-from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.cli import backend_and_data
+from minivae.checkpoint import CheckpointError, load_checkpoint
+from minivae.commands import (backend_and_data, run, run_parser, save_every_epoch,
+                              score_log_likelihood, train_config, training_subset, write_metrics)
 from minivae.data import binarize_fixed
-from minivae.evaluate import active_units_per_layer, log_likelihood, summarize
-from minivae.train import IWAE_PASSES, TrainConfig, config_dict, train
+from minivae.evaluate import active_units_per_layer
+from minivae.train import IWAE_PASSES, TrainConfig, train
 from minivae.two_layer import TwoLayerVAE
 
 # Table 1: (objective, layers, k) -> (test NLL in nats, active units "first+second")
@@ -72,6 +72,32 @@ OBJECTIVE = {"vae": "mc_elbo", "iwae": "iwae"}
 PROTOCOL = ("Glorot init; output bias = logit(mean training pixel); Adam beta1=0.9, beta2=0.999, "
             "eps=1e-4; batch 20; lr 1e-3*10^(-i/7) for 3^i passes, i=0..7; dynamic binarisation; "
             "test NLL = L_k on the test set binarised once (seed 0)")
+
+
+def parse_args(argv=None):
+    p = run_parser(__doc__, out="runs/iwae")
+    p.add_argument("--runs", nargs="*", default=None, help="e.g. vae-1-1 iwae-1-50 iwae-2-5")
+    p.add_argument("--objectives", nargs="*", default=["vae", "iwae"], choices=["vae", "iwae"])
+    p.add_argument("--k", type=int, nargs="*", default=[1, 5, 50])
+    p.add_argument("--layers", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
+    p.add_argument("--passes", type=int, default=None,
+                   help=f"passes over the data (default {IWAE_PASSES}); the 3^i schedule is "
+                        "scaled to fit")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
+                        "its stored configuration; --passes or --minutes, if given, replace its "
+                        "budget, and --schedule switches its schedule from the next pass on")
+    p.add_argument("--schedule", default=None, choices=["iwae", "exp"],
+                   help="iwae (the default): the paper's 3^i stages, scaled to the budget; exp: "
+                        "1e-3 decaying geometrically to 1e-4 over the budget; with --resume, "
+                        "switches a run's schedule from its next pass on")
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--eval-k", type=int, default=5000)
+    p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (default all)")
+    p.add_argument("--subset", type=int, default=None, help="training images (default all 60,000)")
+    return p.parse_args(argv)
 
 
 def parse_run(name: str):
@@ -100,77 +126,79 @@ def hardware() -> dict:
             "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
 
 
-def evaluate(model, x_eval, args) -> dict:
-    t0 = time.perf_counter()
-    ll = log_likelihood(model, x_eval, args.eval_k, model.backend.generator(3))
-    s = summarize(ll)
-    return {"test_nll": s["nll"], "test_nll_se": s["nll_se"], "eval_k": args.eval_k,
-            "eval_images": s["n"], "eval_seconds": time.perf_counter() - t0,
-            "active_units": "+".join(map(str, active_units_per_layer(model, x_eval)))}
+# ---------------------------------------------------------------- a run, and its record
+
+def resume(name, path, backend, args):
+    """Continue the run saved at ``path``: (model, optimizer, cfg, start, history, record).
+
+    A budget given now (``--passes``, ``--minutes``) replaces the saved one; ``--schedule``
+    switches the schedule from the next pass on.  ``record`` is this script's bookkeeping of the
+    run ("campaign" in the checkpoint; checkpoints/*.npz keep it as their config's "extra"): the
+    passes where Adam restarted, and every budget and schedule with the pass it began at.
+    """
+    model, optimizer, state = load_checkpoint(path, backend)
+    saved = state["config"]
+    record = {**saved.get("extra", {}), **state.get("campaign", {})}
+    cfg = train_config(saved, **({"epochs": args.passes} if args.passes else {}),
+                       **({"minutes": args.minutes} if args.minutes else {}))
+    start, history = state["epoch"], state["history"]
+    print(f"== {name}: resuming after pass {start} "
+          f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
+    if optimizer is None:                 # e.g. a parameters-only checkpoint from checkpoints/
+        record["adam_restarts"] = record.get("adam_restarts", []) + [start]
+        print(f"== {name}: the checkpoint holds no Adam state: Adam starts afresh (zero "
+              f"moments) from pass {start + 1}, and the report says so")
+    if args.minutes and args.minutes != saved.get("minutes"):          # keep every budget
+        budgets = record.get("budgets", [[0, saved.get("minutes")]])
+        record["budgets"] = budgets + [[start, args.minutes]]
+        print(f"== {name}: {args.minutes:g}-minute budget from pass {start + 1} on")
+    if args.schedule and args.schedule != cfg.schedule:                # and every switch
+        switches = record.get("schedules", [[0, cfg.schedule]])
+        record["schedules"], cfg.schedule = switches + [[start, args.schedule]], args.schedule
+        print(f"== {name}: schedule {args.schedule} from pass {start + 1} on")
+    return model, optimizer, cfg, start, history, record
 
 
 def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
     """Train ``model`` (or, with ``--resume``, the run saved in OUT/name), evaluate, report."""
-    out = Path(args.out) / name
-    out.mkdir(parents=True, exist_ok=True)
-    optimizer, start, history = None, 0, []
-    if args.resume and (out / "checkpoint.npz").exists():
-        model, optimizer, state = load_checkpoint(out / "checkpoint.npz", model.backend)
-        cfg = TrainConfig(**{**state["config"],                 # a budget given now extends it
-                             **({"epochs": args.passes} if args.passes else {}),
-                             **({"minutes": args.minutes} if args.minutes else {})})
-        start, history = state["epoch"], state["history"]
-        print(f"== {name}: resuming after pass {start} "
-              f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
-        if optimizer is None:             # e.g. a parameters-only checkpoint from checkpoints/
-            cfg.extra = {**cfg.extra, "adam_restarts": cfg.extra.get("adam_restarts", []) + [start]}
-            print(f"== {name}: the checkpoint holds no Adam state: Adam starts afresh (zero "
-                  f"moments) from pass {start + 1}, and the report says so")
-        if args.minutes and args.minutes != state["config"].get("minutes"):   # keep every budget
-            budgets = cfg.extra.get("budgets", [[0, state["config"].get("minutes")]])
-            cfg.extra = {**cfg.extra, "budgets": budgets + [[start, args.minutes]]}
-            print(f"== {name}: {args.minutes:g}-minute budget from pass {start + 1} on")
-        if args.schedule and args.schedule != cfg.schedule:     # the record keeps every switch
-            switches = cfg.extra.get("schedules", [[0, cfg.schedule]]) + [[start, args.schedule]]
-            cfg.schedule, cfg.extra = args.schedule, {**cfg.extra, "schedules": switches}
-            print(f"== {name}: schedule {args.schedule} from pass {start + 1} on")
+    path = Path(args.out) / name / "checkpoint.npz"
+    optimizer, start, history, record = None, 0, [], {}
+    if args.resume and path.exists():
+        model, optimizer, cfg, start, history, record = resume(name, path, model.backend, args)
     print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
           f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
     history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer, start, history,
-                    on_epoch_end=lambda e, h, opt: save_checkpoint(
-                        out / "checkpoint.npz", model, opt,
-                        {"config": config_dict(cfg), "epoch": e + 1, "history": h,
-                         "dataset": "mnist", "binarize": True}))
+                    on_epoch_end=save_every_epoch(path, model, cfg, campaign=record))
     wall = sum(r["seconds"] for r in history)                # training time, over every session
     result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
-              "schedule": schedule_text(cfg),
-              "batch_size": cfg.batch_size,
+              "schedule": schedule_text(cfg, record), "batch_size": cfg.batch_size,
               "train_seconds": wall, "seconds_per_pass": wall / max(len(history), 1),
               "final_test_nelbo_k1": history[-1]["test_nelbo"] if history else None,
-              **evaluate(model, x_eval, args), "paper": paper}
+              **score_log_likelihood(model, x_eval, args.eval_k),
+              "active_units": "+".join(map(str, active_units_per_layer(model, x_eval))),
+              "paper": paper}
     print(f"   {name}: NLL {result['test_nll']:.2f} ± {result['test_nll_se']:.2f} nats "
           f"(paper {paper[0] if paper else '-'}), active {result['active_units']}, "
           f"{len(history)} passes in {wall / 60:.1f} min")
     return result
 
 
-def schedule_text(cfg) -> str:
+def schedule_text(cfg, record=None) -> str:
     """e.g. "iwae over 3280 passes", "exp for passes 1-86, then iwae over ..., 1200-minute budget",
     "..., 1200-minute budget, then 1800-minute budget from pass 1010" (lengthened on resume),
     "..., Adam restarted at pass 1162" (resumed from a checkpoint without Adam state)."""
-    switches = cfg.extra.get("schedules", [])
+    record = record or {}
+    switches = record.get("schedules", [])
     earlier = [f"{name} for " + (f"passes {a + 1}-{b}" if b > a + 1 else f"pass {b}")
                for (a, name), (b, _) in zip(switches, switches[1:])]
-    budgets = cfg.extra.get("budgets", [[0, cfg.minutes]])
     budget = ", then ".join(f"{m:g}-minute budget" + (f" from pass {a + 1}" if a else "")
-                            for a, m in budgets if m)
-    restarts = "".join(f", Adam restarted at pass {a + 1}"
-                       for a in cfg.extra.get("adam_restarts", []))
+                            for a, m in record.get("budgets", [[0, cfg.minutes]]) if m)
+    restarts = "".join(f", Adam restarted at pass {a + 1}" for a in record.get("adam_restarts", []))
     return ", then ".join(earlier + [f"{cfg.schedule} over {cfg.epochs} passes"]) + (
         f", {budget}" if budget else "") + restarts
 
 
-def markdown(results, args, backend_name) -> str:
+def markdown(results, backend_name) -> str:
     lines = ["# minivae vs Burda et al. (2016)", "",
              f"Protocol: {PROTOCOL}.", "",
              f"Hardware: {hardware()}; backend {backend_name}.", "",
@@ -187,71 +215,37 @@ def markdown(results, args, backend_name) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--runs", nargs="*", default=None, help="e.g. vae-1-1 iwae-1-50 iwae-2-5")
-    p.add_argument("--objectives", nargs="*", default=["vae", "iwae"], choices=["vae", "iwae"])
-    p.add_argument("--k", type=int, nargs="*", default=[1, 5, 50])
-    p.add_argument("--layers", type=int, nargs="*", default=[1, 2])
-    p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
-    p.add_argument("--passes", type=int, default=None,
-                   help=f"passes over the data (default {IWAE_PASSES}); the 3^i schedule is "
-                        "scaled to fit")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
-    p.add_argument("--resume", action="store_true",
-                   help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
-                        "its stored configuration; --passes or --minutes, if given, replace its "
-                        "budget, and --schedule switches its schedule from the next pass on")
-    p.add_argument("--schedule", default=None, choices=["iwae", "exp"],
-                   help="iwae (the default): the paper's 3^i stages, scaled to the budget; exp: "
-                        "1e-3 decaying geometrically to 1e-4 over the budget; with --resume, "
-                        "switches a run's schedule from its next pass on")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--eval-k", type=int, default=5000)
-    p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (default all)")
-    p.add_argument("--subset", type=int, default=None, help="training images (default all 60,000)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--offline", action="store_true")
-    p.add_argument("--out", default="runs/iwae")
-    args = p.parse_args(argv)
+# ---------------------------------------------------------------- main
 
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
     keys = ([parse_run(r) for r in args.runs] if args.runs is not None else
             [(o, layers, k) for layers in args.layers for o in args.objectives for k in args.k])
-    table2 = [key for key in keys if key in PAPER_TABLE2]
+    table2 = list(PAPER_TABLE2) if args.table2 else [key for key in keys if key in PAPER_TABLE2]
     keys = [key for key in keys if key not in PAPER_TABLE2]
-    if args.table2:
-        table2 = list(PAPER_TABLE2)
     for cont in table2:                 # a continuation starts from a trained vae-1-1 or iwae-1-50
         source = PAPER_TABLE2[cont][0]
-        if parse_run(source) not in keys and not (Path(args.out) / source / "checkpoint.npz").exists():
+        if parse_run(source) not in keys and not (out / source / "checkpoint.npz").exists():
             keys.append(parse_run(source))
     be, ds = backend_and_data(args, "mnist")
-    if args.subset:
-        ds = ds.__class__(**{**ds.__dict__, "x_train": ds.x_train[: args.subset],
-                             "y_train": ds.y_train[: args.subset]})
+    ds = training_subset(ds, args.subset)
     x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
     passes = args.passes or IWAE_PASSES
     base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3,
                 schedule=args.schedule or "iwae", lr_end=1e-4, adam_eps=1e-4, seed=args.seed,
                 minutes=args.minutes)
-    results, done = [], {}
+    results = []
     for objective, layers, k in keys:
-        name = f"{objective}-{layers}-{k}"
         model = make_model(layers, be, args.seed)
         model.init_output_bias(ds.x_train.mean(axis=0))
         cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **base)
-        results.append(run_one(name, model, cfg, ds, x_eval, args,
+        results.append(run_one(f"{objective}-{layers}-{k}", model, cfg, ds, x_eval, args,
                                paper=PAPER_TABLE1[(objective, layers, k)]))
-        done[name] = Path(args.out) / name / "checkpoint.npz"
-
     for name in table2:
         source, objective, k, nll, active = PAPER_TABLE2[name]
-        path = done.get(source, Path(args.out) / source / "checkpoint.npz")
         try:
-            model, _, _ = load_checkpoint(path, be, with_optimizer=False)
+            model, _, _ = load_checkpoint(out / source / "checkpoint.npz", be, with_optimizer=False)
         except CheckpointError as err:
             print(f"error: Table 2 starts from {source}'s checkpoint: {err}", file=sys.stderr)
             return 2
@@ -260,18 +254,16 @@ def main(argv=None) -> int:
             "schedule": "constant"})
         results.append(run_one(name, model, cfg, ds, x_eval, args, paper=(nll, active)))
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    existing = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
-    merged = {r["run"]: r for r in existing}
+    merged = {r["run"]: r for r in (json.loads((out / "results.json").read_text())
+                                    if (out / "results.json").exists() else [])}
     merged.update({r["run"]: {**r, "backend": be.name, "hardware": hardware(), "protocol": PROTOCOL}
                    for r in results})
     all_results = list(merged.values())
-    (out / "results.json").write_text(json.dumps(all_results, indent=1))
-    (out / "results.md").write_text(markdown(all_results, args, be.name))
-    print(markdown(all_results, args, be.name))
+    write_metrics(out / "results.json", all_results)
+    (out / "results.md").write_text(markdown(all_results, be.name))
+    print(markdown(all_results, be.name))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -32,28 +32,25 @@ digits, linear in mu, or spherical with --interpolation spherical).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend, to_host
-from minivae.analysis import attribute_vector, interpolate, quantile_split, stroke_thickness
-from minivae.backend import BackendUnavailable
+from minivae import get_backend, to_host
+from minivae.analysis import attribute_vector, quantile_split, stroke_thickness
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from minivae.cli import add_run_arguments, add_short_training_arguments, write_figures
+from minivae.commands import (add_dataset_argument, add_short_training_arguments, build_vae, run,
+                              run_parser, short_training_config, train_state, training_subset,
+                              write_figures, write_metrics)
 from minivae.data import DataError, binarize_fixed, load_dataset
-from minivae.train import NonFiniteLoss, TrainConfig, config_dict, train
+from minivae.train import train
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_run_arguments(p, out="runs/latent_arithmetic", dataset=None,
-                      dataset_help="default: the checkpoint's, else mnist")
+    p = run_parser(__doc__, out="runs/latent_arithmetic")
+    add_dataset_argument(p, default=None, help_text="default: the checkpoint's, else mnist")
     p.add_argument("--checkpoint", default=None,
                    help="a trained model (e.g. from examples/mnist_vae.py) to use instead of "
                         "training one")
@@ -90,17 +87,10 @@ def get_model(args, be, ds, x_train, out: Path):
             raise CheckpointError(f"{args.checkpoint} holds a model of {model.x_dim} pixels but "
                                   f"{ds.name} images have {x_train.shape[1]}.")
         return model, state.get("binarize", True), f"checkpoint {args.checkpoint}"
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], activation=args.activation, seed=args.seed,
-                backend=be)
-    model.init_output_bias(x_train.mean(axis=0))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule="exp",
-                      lr_end=args.lr / 10, seed=args.seed, dataset=ds.name)
+    model = build_vae(args, x_train, be)
+    cfg = short_training_config(args, dataset=ds.name)
     history = train(model, x_train, ds.x_test, cfg)
-    save_checkpoint(out / "checkpoint.npz", model, None,
-                    {"config": config_dict(cfg), "epoch": cfg.epochs, "history": history,
-                     "dataset": ds.name, "binarize": True})
+    save_checkpoint(out / "checkpoint.npz", model, None, train_state(cfg, cfg.epochs, history))
     return model, True, f"trained {cfg.epochs} epochs on {x_train.shape[0]} images"
 
 
@@ -117,16 +107,10 @@ def groups(args, x_train, y_train, classes):
 
 def rows_to_show(args, y_test):
     """Indices of the test digits in attribute.png: one per class 0, 1, ..., or from / to."""
-    if args.attribute == "thickness":
-        classes = [c % 10 for c in range(args.n_digits)]
-    else:
-        classes = [args.class_from, args.class_to] * args.n_digits
-    seen, rows = {}, []
-    for c in classes[: args.n_digits]:
-        hits = np.flatnonzero(y_test == c)
-        rows.append(int(hits[seen.get(c, 0)]))
-        seen[c] = seen.get(c, 0) + 1
-    return rows
+    pattern = list(range(10)) if args.attribute == "thickness" else [args.class_from, args.class_to]
+    classes = [pattern[i % len(pattern)] for i in range(args.n_digits)]
+    # the i-th row shows the next unused test digit of its class
+    return [int(np.flatnonzero(y_test == c)[classes[:i].count(c)]) for i, c in enumerate(classes)]
 
 
 def measure(args, decoded, x_train, y_train, classes):
@@ -142,41 +126,26 @@ def measure(args, decoded, x_train, y_train, classes):
         nearer_b.reshape(R, W).mean(axis=0)
 
 
-# ---------------------------------------------------------------- figures
-
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
-    try:
-        be = get_backend(args.backend, args.seed)
-        dataset = args.dataset
-        if dataset is None and args.checkpoint:      # the checkpoint says what it was trained on
-            dataset = read_checkpoint(args.checkpoint)[0].get("train", {}).get("dataset")
-        ds = load_dataset(dataset or "mnist", args.data_dir, args.offline)
-        for c in (args.class_from, args.class_to):
-            if args.attribute == "class" and not 0 <= c < len(ds.classes):
-                raise DataError(f"class {c} does not exist: {ds.name} has classes 0.."
-                                f"{len(ds.classes) - 1}.")
-    except (BackendUnavailable, DataError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
-    y_train = ds.y_train[: x_train.shape[0]]
+    be = get_backend(args.backend, args.seed)
+    dataset = args.dataset
+    if dataset is None and args.checkpoint:          # the checkpoint says what it was trained on
+        dataset = read_checkpoint(args.checkpoint)[0].get("train", {}).get("dataset")
+    ds = training_subset(load_dataset(dataset or "mnist", args.data_dir, args.offline), args.subset)
+    for c in (args.class_from, args.class_to):
+        if args.attribute == "class" and not 0 <= c < len(ds.classes):
+            raise DataError(f"class {c} does not exist: {ds.name} has classes 0.."
+                            f"{len(ds.classes) - 1}.")
+    x_train, y_train = ds.x_train, ds.y_train
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images; "
           f"backend {be.name}")
-    out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    try:
-        model, binarized, note = get_model(args, be, ds, x_train, out)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    model, binarized, note = get_model(args, be, ds, x_train, out)
     seconds = time.perf_counter() - t0
 
     # the encoder sees what it was trained on: binarised digits (fixed draw) or grey levels
@@ -202,22 +171,14 @@ def main(argv=None) -> int:
     for wt, val in zip(weights, values):
         print(f"{wt:7.2f}  {val:.3f}")
 
-    # interpolation between pairs of test digits: test images 0-1, 2-3, ...
-    pairs = [(2 * i, 2 * i + 1) for i in range(5)]
-    x_pairs = be.asarray(inputs(ds.x_test[:10], args.seed), model.dtype)
-    mu_pairs, _ = model.encode(x_pairs)                                              # (10, D)
-    path = interpolate(mu_pairs[0::2], mu_pairs[1::2], args.steps, args.interpolation)  # (5, S, D)
-    between = to_host(model.decode(path.reshape(-1, model.latent_dim))).reshape(5, args.steps, -1)
-    x_host = to_host(x_pairs)
-    ends = np.concatenate([x_host[0::2, None], between, x_host[1::2, None]], axis=1)  # (5, S+2, P)
-
-    metrics = {"dataset": ds.name, "backend": be.name, "model": model.config, "source": note,
-               "train_seconds": seconds, "attribute": args.attribute, "direction": direction,
-               "group_sizes": [int(in_a.sum()), int(in_b.sum())],
-               "vector": to_host(v).astype(float).tolist(), "test_indices": idx,
-               "weights": weights.tolist(), "measure": what, "values": values.tolist(),
-               "interpolation": args.interpolation, "pairs": pairs}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    pairs = [(2 * i, 2 * i + 1) for i in range(5)]      # interpolations: test images 0-1, 2-3, ...
+    write_metrics(out / "metrics.json", {
+        "dataset": ds.name, "backend": be.name, "model": model.config, "source": note,
+        "train_seconds": seconds, "attribute": args.attribute, "direction": direction,
+        "group_sizes": [int(in_a.sum()), int(in_b.sum())],
+        "vector": to_host(v).astype(float).tolist(), "test_indices": idx,
+        "weights": weights.tolist(), "measure": what, "values": values.tolist(),
+        "interpolation": args.interpolation, "pairs": pairs})
 
     def make_figures():
         from minivae import plots
@@ -227,9 +188,11 @@ def main(argv=None) -> int:
                                 out / "attribute.png", [names[ds.y_test[i]] for i in idx],
                                 f"input, then decode(mu + w v), v: {direction}",
                                 col_labels=["input"] + [f"{wt:g}" for wt in weights]),
-            plots.labelled_grid(ends, out / "interpolations.png",
-                                [f"{names[ds.y_test[a]]}\u2192{names[ds.y_test[b]]}" for a, b in pairs],
-                                f"input, decoded {args.interpolation} path between the codes, input"),
+            plots.plot_interpolations(
+                model, inputs(ds.x_test[:10], args.seed), out / "interpolations.png", pairs,
+                args.steps, args.interpolation,
+                [f"{names[ds.y_test[a]]}\u2192{names[ds.y_test[b]]}" for a, b in pairs],
+                f"input, decoded {args.interpolation} path between the codes, input"),
         ]
 
     write_figures(make_figures)
@@ -238,4 +201,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

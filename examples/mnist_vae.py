@@ -12,27 +12,24 @@ reconstructions.png, samples.png, latent_space.png, interpolations.png, training
 """
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE, get_backend
-from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.cli import add_run_arguments, backend_and_data, write_figures
+from minivae.checkpoint import load_checkpoint
+from minivae.commands import (add_dataset_argument, backend_and_data, build_vae, machine, run,
+                              run_parser, save_every_epoch, score_log_likelihood, train_config,
+                              training_subset, write_figures, write_metrics)
 from minivae.data import binarize_fixed
-from minivae.evaluate import active_units, log_likelihood, summarize
-from minivae.train import SCHEDULES, NonFiniteLoss, TrainConfig, config_dict, train
+from minivae.evaluate import active_units
+from minivae.train import SCHEDULES, TrainConfig, config_dict, train
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_run_arguments(p, out="runs/mnist")
+    p = run_parser(__doc__, out="runs/mnist")
+    add_dataset_argument(p)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--latent-dim", type=int, default=50)
@@ -59,13 +56,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build(args, x_train):
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], activation=args.activation,
-                likelihood=args.likelihood, sigma=args.sigma, seed=args.seed,
-                backend=get_backend(args.backend, args.seed))
-    model.init_output_bias(x_train.mean(axis=0))           # Burda et al.: logit of the mean pixel
+def build(args, be, x_train):
+    model = build_vae(args, x_train, be, args.likelihood, args.sigma)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, objective=args.objective,
                       k=args.k, beta=args.beta, lr=args.lr, schedule=args.schedule,
                       lr_end=args.lr_end, seed=args.seed, dataset=args.dataset,
@@ -75,7 +67,7 @@ def build(args, x_train):
 
 def make_figures(model, x_test, y_test, classes, history, out: Path, seed: int) -> list[str]:
     from minivae import plots
-    rng = model.backend.generator(4, seed)
+    rng = model.backend.generator("figures", seed)
     xt = model.backend.asarray(x_test[:2000], model.dtype)
     written = [plots.plot_reconstructions(model, xt, out / "reconstructions.png"),
                plots.plot_samples(model, out / "samples.png", rng),
@@ -92,65 +84,46 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     be, ds = backend_and_data(args)
-    x_train = ds.x_train[: args.subset] if args.subset else ds.x_train
+    x_train = training_subset(ds, args.subset).x_train
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images from "
           f"{ds.source}; backend {be.name}")
 
     ckpt = out / "checkpoint.npz"
     history, start, optimizer = [], 0, None
     if args.resume:
-        try:
-            model, optimizer, train_state = load_checkpoint(ckpt, be)
-        except CheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        cfg = TrainConfig(**{**train_state["config"], "epochs": args.epochs})
-        history, start = train_state["history"], train_state["epoch"]
+        model, optimizer, saved = load_checkpoint(ckpt, be)
+        cfg = train_config(saved["config"], epochs=args.epochs)
+        history, start = saved["history"], saved["epoch"]
         print(f"resuming {ckpt} after epoch {start}")
     else:
-        model, cfg = build(args, x_train)
-    out.mkdir(parents=True, exist_ok=True)
+        model, cfg = build(args, be, x_train)
     enc = " -> ".join(str(s) for s in model.encoder.sizes)
     print(f"model: encoder {enc} ({model.config['activation']}), {model.config['likelihood']} "
           f"decoder, {model.n_params:,} parameters; {cfg.objective} k={cfg.k} beta={cfg.beta}, "
           f"batch {cfg.batch_size}, {cfg.epochs} epochs, Adam lr {cfg.lr:g} ({cfg.schedule})")
 
-    def save(epoch, history, opt):                          # after every epoch, atomically
-        save_checkpoint(ckpt, model, opt, {"config": config_dict(cfg), "epoch": epoch + 1,
-                                           "history": history, "dataset": cfg.dataset,
-                                           "binarize": cfg.binarize})
-
     t0 = time.perf_counter()
-    try:
-        history = train(model, x_train, ds.x_test, cfg, optimizer, start, history, on_epoch_end=save)
-    except NonFiniteLoss as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    history = train(model, x_train, ds.x_test, cfg, optimizer, start, history,
+                    on_epoch_end=save_every_epoch(ckpt, model, cfg))
     train_seconds = time.perf_counter() - t0
 
     x_eval = binarize_fixed(ds.x_test, cfg.seed) if cfg.binarize else ds.x_test
-    t1 = time.perf_counter()
-    ll = log_likelihood(model, x_eval, args.eval_k, be.generator(3))
-    eval_seconds = time.perf_counter() - t1
-    n_active, variances = active_units(model, x_eval)
-    s = summarize(ll)
+    scores = score_log_likelihood(model, x_eval, args.eval_k)
+    n_active, _ = active_units(model, x_eval)
     run_epochs = history[start:]
     metrics = {
         "dataset": ds.name, "backend": be.name, "epochs": len(history),
-        "test_nelbo": history[-1]["test_nelbo"], "test_kl": history[-1]["test_kl"],
-        "test_nll": s["nll"], "test_nll_se": s["nll_se"], "eval_k": args.eval_k,
-        "eval_images": s["n"], "eval_seconds": eval_seconds,
+        "test_nelbo": history[-1]["test_nelbo"], "test_kl": history[-1]["test_kl"], **scores,
         "active_units": n_active, "latent_dim": model.latent_dim,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in run_epochs])) if run_epochs else None,
         "train_seconds": train_seconds, "model": model.config, "train": config_dict(cfg),
-        "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                    "processor": platform.processor() or platform.machine()},
-        "history": history,
+        "machine": machine(), "history": history,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_metrics(out / "metrics.json", metrics)
     print(f"test -ELBO {metrics['test_nelbo']:.2f} nats; test NLL (L_{args.eval_k}) "
-          f"{s['nll']:.2f} ± {s['nll_se']:.2f} nats; active units {n_active}/{model.latent_dim}; "
-          f"{metrics['seconds_per_epoch'] or 0:.2f} s per epoch; evaluation {eval_seconds:.1f} s")
+          f"{scores['test_nll']:.2f} ± {scores['test_nll_se']:.2f} nats; active units "
+          f"{n_active}/{model.latent_dim}; {metrics['seconds_per_epoch'] or 0:.2f} s per epoch; "
+          f"evaluation {scores['eval_seconds']:.1f} s")
     if not args.no_figures:
         write_figures(make_figures, model, x_eval, ds.y_test, ds.classes, history, out, cfg.seed)
     print(f"wrote {out}/")
@@ -158,4 +131,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

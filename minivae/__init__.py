@@ -6,17 +6,20 @@ The derivation, file by file:
     layers.py        Dense, activations, MLP: forward -> (y, cache), backward(dy, cache) -> (dx, grads)
     gaussian.py      z = mu + exp(logvar/2) eps; KL(q || N(0, I)); log N(z; mu, sigma^2), log N(z; 0, I)
     likelihoods.py   log p(x | z): Bernoulli (logits), Gaussian (fixed / learned variance)
-    objectives.py    ELBO, k-sample ELBO, IWAE bound L_k and its importance-weighted gradient
-    model.py         VAE: the whole forward and, in reverse, the whole backward
+    objectives.py    the bounds as reductions of log w over K: mean (ELBO, k-sample ELBO) and
+                     log-mean-exp (IWAE's L_k, with its importance-weighted gradient), in one table
+    model.py         a model is its log-weight terms: VAE's forward once, its backward beneath;
+                     the bound (any objective, any model) as a reduction over K
     two_layer.py     TwoLayerVAE: Burda et al.'s two stochastic layers x -> h1 -> h2
     optim.py         SGD (momentum), Adam, Adagrad over named parameters, in place
     estimators.py    the score-function (REINFORCE) gradient, to compare with reparameterisation
 
 and around it: data.py (MNIST / Fashion-MNIST, binarisation), train.py (the training loop),
-checkpoint.py (atomic .npz checkpoints), evaluate.py (L_k and active units;
-``python -m minivae.evaluate``), analysis.py (KL and spread per latent unit;
-``python -m minivae.analysis``; helpers for the teaching examples), plots.py (figures; needs
-matplotlib), cli.py (what the example scripts share).
+checkpoint.py (atomic .npz checkpoints), evaluate.py (L_k and active units), analysis.py (KL and
+spread per latent unit; helpers for the teaching examples), plots.py (figures; needs matplotlib),
+and above the library commands.py, the one module with command-line code: ``python -m
+minivae.evaluate`` / ``minivae-evaluate``, ``python -m minivae.analysis`` / ``minivae-analysis``,
+and what the example scripts share.
 """
 from .backend import Backend, BackendUnavailable, array_module, get_backend, to_host
 from .model import VAE
@@ -24,7 +27,7 @@ from .two_layer import TwoLayerVAE
 from .objectives import OBJECTIVES
 from .optim import SGD, Adagrad, Adam, make_optimizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Backend", "BackendUnavailable", "array_module", "get_backend", "to_host", "VAE",
            "TwoLayerVAE",

@@ -24,7 +24,6 @@ arrays, latent vectors (:func:`attribute_vector`, :func:`interpolate`) stay on t
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -95,69 +94,80 @@ def unit_statistics(model, x, n_samples: int = 10, rng=None, batch_size: int = 5
                     statistic, :func:`minivae.evaluate.latent_mean_variances`)             (D_l,)
         "post_var"  E_x Var_q(u): how widely u spreads for a fixed x                       (D_l,)
 
-    One stochastic layer (:class:`minivae.VAE`): kl is :func:`kl_per_dimension` (closed form),
-    post_var = E_x sigma_d^2(x).  No noise is drawn.
+    The layers are what the model's own forward draws (``model.log_weight_terms`` with the KL in
+    closed form where the prior is N(0, I), then ``model.latent_layers``), K = ``n_samples`` draws
+    per row of x.  Every density is diagonal, so the KL term of the ELBO is a sum over units:
 
-    Two stochastic layers (:class:`minivae.TwoLayerVAE`): every density is diagonal, so the KL term
-    of the ELBO, E_q[log q(h1|x) - log p(h1|h2)] + E_q(h1|x)[KL(q(h2|h1) || N(0, I))], is a sum
-    over units:
+        prior N(0, I)   kl[d] = E_q[ KL(q(u_d | parent) || N(0, 1)) ]    closed form in u_d (over the
+                        K draws of the parent where it is a sample: h2 given h1)
+        prior p(u|...)  kl[d] = E_q[ log q(u_d | x) - log p(u_d | child) ]    Monte Carlo over the K
+                        draws (h1, whose prior p(h1|h2) depends on the sampled h2)
 
-        kl_h1[d] = E_q[ log q(h1_d | x) - log p(h1_d | h2) ]     Monte Carlo: K draws per row of x
-                                                                 of h1 ~ q(h1|x), h2 ~ q(h2|h1)
-        kl_h2[j] = E_q(h1|x)[ KL(q(h2_j | h1) || N(0, 1)) ]     closed form in h2, the same K h1's
+    For one stochastic layer (:class:`minivae.VAE`) that is :func:`kl_per_dimension`.  For two
+    (:class:`minivae.TwoLayerVAE`) and the same noise (one batch, the same rng), sum(kl_h1) +
+    sum(kl_h2) is exactly the KL that ``model.forward(x, "elbo", k=K)`` reports.  A unit of h1 that
+    p(h1|h2) predicts carries little KL however far its mean moves with x: its information is
+    already counted in h2.  One h1 unit's share can come out slightly below 0, since h2 is drawn
+    given h1 and p(h1_d|h2) may fit h1_d better than q(h1_d|x) does; only the sum over both layers
+    is a KL, KL(q(h1, h2|x) || p(h1, h2)), and so at least 0.
 
-    For the same noise (one batch, the same rng), sum(kl_h1) + sum(kl_h2) is exactly the KL that
-    ``model.forward(x, "elbo", k=K)`` reports.  A unit of h1 that p(h1|h2) predicts carries little
-    KL however far its mean moves with x: its information is already counted in h2.  One h1 unit's
-    share can come out slightly below 0, since h2 is drawn given h1 and p(h1_d|h2) may fit h1_d
-    better than q(h1_d|x) does; only the sum over both layers is a KL, KL(q(h1, h2|x) || p(h1, h2)),
-    and so at least 0.
-    post_var: E_x exp(lv1) for h1; for h2, by the law of total variance over the K draws of h1,
-    E_x [ mean_k exp(lv2_k) + var_k mu2_k ] (so K >= 2).  The noise is
-    eps = ``model.draw_eps(K, b, rng)`` per batch of b rows, as in ``forward``; rng defaults to
-    ``model.backend.generator(7)``.  mean_var comes from its own pass, the one the active-unit count
-    of :mod:`minivae.evaluate` uses, so the two always agree.
+    post_var: E_x sigma^2 for a layer conditioned on x; for one conditioned on a sample (h2), by the
+    law of total variance over the K draws of its parent, E_x [ mean_k sigma_k^2 + var_k mu_k ]
+    (so K >= 2).  The noise is eps = ``model.draw_eps(K, b, rng)`` per batch of b rows; rng
+    defaults to ``model.backend.generator("unit_statistics")``.  mean_var comes from its own pass,
+    the one the active-unit count of :mod:`minivae.evaluate` uses, so the two always agree.
 
     The ratio mean_var / (mean_var + post_var) does not change when a layer is rescaled (scaling h1
-    by c, with p(h1|h2) and the decoder's first layer, leaves every log w alone); the 1e-2
-    threshold on mean_var alone does.
+    by c, with p(h1|h2) and the first layers of the networks that read h1, the decoder's and
+    q(h2|h1)'s, leaves every log w alone: the Jacobian term -D1 log c enters both log q(h1|x) and
+    log p(h1|h2) and cancels); the 1e-2 threshold on mean_var alone does.
     """
     from .evaluate import latent_mean_variances
 
-    xp, f64 = model.xp, model.xp.float64
-    mean_vars = latent_mean_variances(model, x, batch_size)
-    if not hasattr(model, "h2_dim"):                                        # one stochastic layer
-        post_var = xp.zeros(model.latent_dim, dtype=f64)
-        for _, logvar in _encoded_batches(model, x, batch_size):
-            post_var += xp.exp(logvar).astype(f64).sum(axis=0)
-        return [{"kl": kl_per_dimension(model, x, batch_size), "mean_var": mean_vars[0],
-                 "post_var": to_host(post_var / x.shape[0])}]
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be at least 2 (h2's spread is a variance over the draws "
-                         f"of h1), got {n_samples}.")
-    D1, D2, K = model.h1_dim, model.h2_dim, n_samples
-    rng = model.backend.generator(7) if rng is None else rng
-    kl1, post_var1 = xp.zeros(D1, dtype=f64), xp.zeros(D1, dtype=f64)
-    kl2, post_var2 = xp.zeros(D2, dtype=f64), xp.zeros(D2, dtype=f64)
-    for mu1, lv1 in _encoded_batches(model, x, batch_size):                 # (b, D1) each
-        eps = model.draw_eps(K, mu1.shape[0], rng)                          # (K, b, D1 + D2)
-        h1, _ = G.reparameterize_forward(mu1, lv1, eps[..., :D1])           # (K, b, D1)
-        mu2, lv2 = model._split(model.q2.forward(h1)[0])                    # (K, b, D2) each
-        h2, _ = G.reparameterize_forward(mu2, lv2, eps[..., D1:])           # (K, b, D2)
-        mup, lvp = model._split(model.p1.forward(h2)[0])                    # (K, b, D1) each
-        # a trailing axis of length 1 makes each unit a Gaussian of its own: (K, b, D1, 1)
-        h1_, mu1_, lv1_, mup_, lvp_ = (a[..., None] for a in (h1, mu1, lv1, mup, lvp))
-        log_q1, _ = G.log_normal_forward(h1_, mu1_, lv1_)                   # (K, b, D1)
-        log_p1, _ = G.log_normal_forward(h1_, mup_, lvp_)                   # (K, b, D1)
-        kl2_units, _ = G.kl_normal_std_forward(mu2[..., None], lv2[..., None])  # (K, b, D2)
-        kl1 += (log_q1 - log_p1).astype(f64).sum(axis=(0, 1)) / K
-        kl2 += kl2_units.astype(f64).sum(axis=(0, 1)) / K
-        post_var1 += xp.exp(lv1).astype(f64).sum(axis=0)
-        within, between = xp.exp(lv2).astype(f64).mean(axis=0), mu2.astype(f64).var(axis=0)
-        post_var2 += (within + between).sum(axis=0)                         # (D2,)
+    if x.shape[0] == 0:
+        raise ValueError("x has no rows: pass at least one example.")
+    xp = model.xp
+    rng = model.backend.generator("unit_statistics") if rng is None else rng
+    K, sums = n_samples, None
+    for start in range(0, x.shape[0], batch_size):
+        xb = xp.asarray(x[start:start + batch_size], dtype=model.dtype)
+        _, _, cache = model.log_weight_terms(xb, model.draw_eps(K, xb.shape[0], rng), True)
+        layers = model.latent_layers(cache)
+        sums = sums or [{"kl": 0.0, "post_var": 0.0} for _ in layers]
+        for layer, total in zip(layers, sums):
+            kl, post_var = _unit_kl_and_spread(layer, K)
+            total["kl"] = total["kl"] + kl
+            total["post_var"] = total["post_var"] + post_var
     n = x.shape[0]
-    return [{"kl": to_host(kl1 / n), "mean_var": mean_vars[0], "post_var": to_host(post_var1 / n)},
-            {"kl": to_host(kl2 / n), "mean_var": mean_vars[1], "post_var": to_host(post_var2 / n)}]
+    mean_vars = latent_mean_variances(model, x, batch_size)
+    return [{"kl": to_host(t["kl"] / n), "mean_var": v, "post_var": to_host(t["post_var"] / n)}
+            for t, v in zip(sums, mean_vars)]
+
+
+def _unit_kl_and_spread(layer, K: int):
+    r"""Sums over a batch of one layer's KL share and posterior variance per unit, (D,) float64.
+
+    A trailing axis of length 1 makes each unit a Gaussian of its own for the library's densities.
+    """
+    xp, f64 = array_module(layer.mu), array_module(layer.mu).float64
+    mu, logvar = layer.mu[..., None], layer.logvar[..., None]                 # (..., D, 1)
+    if layer.prior is None:
+        kl, _ = G.kl_normal_std_forward(mu, logvar)                          # closed form
+    else:                                                                    # Monte Carlo
+        z, (mu_p, logvar_p) = layer.sample[..., None], layer.prior
+        log_q, _ = G.log_normal_forward(z, mu, logvar)
+        log_p, _ = G.log_normal_forward(z, mu_p[..., None], logvar_p[..., None])
+        kl = log_q - log_p                                                   # (K, B, D)
+    per_draw = K if kl.ndim == 3 else 1
+    kl = kl.astype(f64).sum(axis=tuple(range(kl.ndim - 1))) / per_draw
+    if layer.mu.ndim == 2:                                                   # conditioned on x
+        return kl, xp.exp(layer.logvar).astype(f64).sum(axis=0)
+    if K < 2:
+        raise ValueError(f"n_samples must be at least 2 (a layer drawn given a sample spreads "
+                         f"over the draws of its parent, a variance), got {K}.")
+    within = xp.exp(layer.logvar).astype(f64).mean(axis=0)                   # (B, D)
+    between = layer.mu.astype(f64).var(axis=0)
+    return kl, (within + between).sum(axis=0)
 
 
 def layer_names(n_layers: int) -> list:
@@ -312,38 +322,11 @@ def dequantize(x, rng):
     return ((k + u) / 256).astype(x.dtype)
 
 
-def main(argv=None) -> int:
-    from .evaluate import LOAD_ERRORS, add_checkpoint_arguments, load_model_and_test_set
-
-    p = argparse.ArgumentParser(prog="python -m minivae.analysis", description=(
-        "Describe each stochastic layer of a saved checkpoint unit by unit: active units, the KL "
-        "each unit carries, and how far its posterior mean moves with x against its spread."))
-    add_checkpoint_arguments(p)
-    p.add_argument("--samples", type=int, default=10,
-                   help="draws of the latent units per image for a two-layer model (default 10)")
-    p.add_argument("--per-unit", action="store_true", help="also print every unit, by KL")
-    args = p.parse_args(argv)
-    try:
-        model, name, x_test = load_model_and_test_set(args)
-        stats = unit_statistics(model, x_test, args.samples, model.backend.generator(7, args.seed))
-    except (*LOAD_ERRORS, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{name} test, {x_test.shape[0]} images:")
-    print(describe_units(stats))
-    if args.per_unit:
-        for layer, s in zip(layer_names(len(stats)), stats):
-            print(f"{layer:>6}:  unit  KL (nats)  Cov_x E_q[u]  E_x Var_q u")
-            for u in np.argsort(-s["kl"]):
-                kl, mean_var, post_var = s["kl"][u], s["mean_var"][u], s["post_var"][u]
-                print(f"{u:14d} {kl:10.4f} {mean_var:13.4f} {post_var:12.4f}")
-    return 0
-
-
 __all__ = ["kl_per_dimension", "unit_statistics", "layer_names", "describe_units", "mean_encoding",
            "attribute_vector", "stroke_thickness", "quantile_split", "interpolate",
            "sigma_for_r_loss_factor", "dequantize"]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":                       # python -m minivae.analysis: the command lives in commands.py
+    from .commands import analysis_main
+    sys.exit(analysis_main())

@@ -22,6 +22,21 @@ import numpy as np
 
 BACKENDS = ("numpy", "cupy")
 
+# Every random draw minivae makes comes from a named stream, so that no two uses share numbers by
+# accident.  ``Backend.generator(name, *keys)`` seeds a generator with (seed, STREAMS[name], *keys);
+# the numbers are part of the checkpoints' record (a stream's draws must not change), so a new use
+# gets a new number and an old number is never reused.
+STREAMS = {
+    "train": 1,            # binarisation and eps of training epoch e: generator("train", e)
+    "test_elbo": 2,        # the fixed eps of the per-epoch test -ELBO
+    "log_likelihood": 3,   # the importance samples of L_k
+    "figures": 4,          # samples and paths drawn for the figures
+    "latent_means": 5,     # the h1 draws behind E_q[h2] (active units of a two-layer model)
+    "figure_noise": 6,     # pixel noise drawn for the figures (a Gaussian decoder's samples)
+    "unit_statistics": 7,  # the latent draws of the per-unit analysis
+    "gradient_variance": 8,  # the repeated draws of the gradient-variance experiment
+}
+
 _GPU_INSTALL_HINT = ('pip install "minivae[gpu-cuda12]" (CUDA 12) or '
                      '"minivae[gpu-cuda13]" (CUDA 13)')
 
@@ -86,13 +101,17 @@ class Backend:
         """A NumPy array with the contents of ``a`` (a device-to-host copy on CuPy)."""
         return to_host(a)
 
-    def generator(self, *keys: int):
-        """A fresh generator on this backend, determined by (seed, *keys).
+    def generator(self, stream: str, *keys: int):
+        """A fresh generator on this backend, determined by (seed, the stream's number, *keys).
 
-        Training draws epoch e's noise from ``generator(e)``, so a run resumed at epoch e
-        draws exactly what an uninterrupted run would, with no generator state to save.
+        ``stream`` is a name from :data:`STREAMS`.  Training draws epoch e's noise from
+        ``generator("train", e)``, so a run resumed at epoch e draws exactly what an uninterrupted
+        run would, with no generator state to save.
         """
-        seq = np.random.SeedSequence([self.seed, *keys])
+        if stream not in STREAMS:
+            raise ValueError(f"Unknown random stream {stream!r}: choose one of "
+                             f"{', '.join(STREAMS)} (or add a new name to minivae.backend.STREAMS).")
+        seq = np.random.SeedSequence([self.seed, STREAMS[stream], *keys])
         if self.name == "numpy":
             return np.random.default_rng(seq)
         return self.xp.random.default_rng(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
@@ -119,15 +138,16 @@ def reuse_freed_memory() -> bool:
     A training step allocates and frees the same large arrays every step: the decoder's
     (K, B, 784) logits and their gradient are 3 MB each at k = 50, batch 20.  glibc's malloc
     serves such blocks with ``mmap`` and gives them back to the kernel on ``free`` (or trims
-    the heap), so the next step page-faults them in again and the kernel zeroes every page:
-    about a fifth of an IWAE k=50 step on our CPU (20.5 -> 15.8 ms), with no arithmetic in
-    it.  Raising the mmap threshold to its 64-bit maximum (32 MiB) and the trim threshold to
+    the heap), so the next step page-faults them in again and the kernel zeroes every page,
+    work with no arithmetic in it (benchmarks/README.md measures its share of a step).  Raising the mmap threshold to its 64-bit maximum (32 MiB) and the trim threshold to
     1 GiB keeps those pages in the heap, where the next step's arrays of the same sizes reuse
     them; the process holds on to its peak memory instead of returning it.  Arrays above
     32 MiB are still mapped and unmapped.
 
-    Process-wide, once, on Linux with glibc only (elsewhere it does nothing); called by
-    ``get_backend("numpy")``.  Returns whether it applied.
+    Process-wide, once, on Linux with glibc only (elsewhere it does nothing).  Getting a backend
+    does not call it: :func:`minivae.train.train` and :func:`minivae.evaluate.log_likelihood` do,
+    where the repeated large allocations start, and a program may call it itself.  Returns
+    whether it applied.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED is None:
@@ -151,7 +171,6 @@ def get_backend(name: str = "numpy", seed: int = 0) -> Backend:
         BackendUnavailable: ``"cupy"`` was asked for but CuPy is not installed or no GPU is usable.
     """
     if name == "numpy":
-        reuse_freed_memory()
         return Backend("numpy", np, np.random.default_rng(seed), seed)
     if name == "cupy":
         cupy = _import_cupy()

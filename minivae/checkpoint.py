@@ -85,8 +85,11 @@ def read_checkpoint(path) -> tuple[dict, dict]:
             from None
     try:
         meta = json.loads(arrays.pop("config.json").tobytes())
-        assert meta["format"] == FORMAT
-    except (KeyError, AssertionError, ValueError, TypeError):
+        is_checkpoint = (isinstance(meta, dict) and meta.get("format") == FORMAT
+                         and isinstance(meta.get("version"), int))
+    except (KeyError, ValueError, TypeError):
+        is_checkpoint = False
+    if not is_checkpoint:
         raise CheckpointError(f"{path} is an .npz file but not a minivae checkpoint (no valid "
                               "config.json entry): point to a file written by minivae.") from None
     if meta["version"] > VERSION:

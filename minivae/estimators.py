@@ -40,49 +40,39 @@ Both are returned as gradients of the **loss** = -(1/B) sum_b ELBO(x_b), the con
 """
 from __future__ import annotations
 
-from . import gaussian as G
 from .backend import array_module
 
 BASELINES = (None, "mean")
 ESTIMATORS = ("reparameterization", "score_function", "score_function_baseline")
 
 
-def _check_eps(model, x, eps):
-    x = model._check_x(x)
-    if getattr(eps, "ndim", None) != 3 or eps.shape[1:] != (x.shape[0], model.latent_dim):
-        raise ValueError(f"eps has shape {eps.shape} but a batch of {x.shape[0]} needs "
-                         f"(K, {x.shape[0]}, {model.latent_dim}).")
-    return x, eps.astype(model.dtype, copy=False)
+def _checked(model, x, eps):
+    x = model.check_x(x)
+    return x, model.check_eps(eps, None, x.shape[0])
 
 
-def _encoder_part(grads):
-    return {n: g for n, g in grads.items() if n.startswith("encoder.")}
+def _inference_part(model, grads):
+    """The entries of ``grads`` that belong to q's networks (``"encoder.*"`` for a VAE)."""
+    return {n: g for n, g in grads.items() if n.split(".")[0] in model.inference_networks}
 
 
 # ---------------------------------------------------------------- score function
 
 def score_function_forward(model, x, eps, beta: float = 1.0):
-    r"""f(z_i) for K fixed draws z_i = mu + sigma eps_i, and what the score's backward needs.
+    r"""f(z_i) = log w_i for K fixed draws z_i = mu + sigma eps_i, and the model's forward cache.
 
-        h = encoder(x)  (B, 2D) = [mu, logvar]
-        z = mu + exp(logvar / 2) eps                                  (K, B, D)
-        f = log p(x|z) + beta (log N(z; 0, I) - log N(z; mu, sigma^2))   (K, B)
+        f = log p(x|z) + beta (log p(z) - log q(z|x))        (K, B)
 
-    Only log q's cache is kept (its derivative in mu and logvar at the fixed z), and the
-    encoder's; the sampler, decoder and likelihood caches are dropped: the score function
-    never differentiates through z.  x (B, P), eps (K, B, D).  Returns ``(f, cache)``.
+    the model's own log-weight terms (:meth:`minivae.model.VAE.log_weight_terms`, every term
+    sampled).  Its cache is what :meth:`~minivae.model.VAE.score_backward` needs: the derivative
+    of log q in mu and logvar at the fixed z, and the encoder's.  x (B, P), eps (K, B, eps_dim).
+    Returns ``(f, cache)``.
     """
-    x, eps = _check_eps(model, x, eps)
-    D = model.latent_dim
-    h, enc_cache = model.encoder.forward(x)                        # (B, 2D)
-    mu, logvar = h[:, :D], h[:, D:]                                # (B, D) each
-    z, _ = G.reparameterize_forward(mu, logvar, eps)               # (K, B, D), held fixed
-    out, _ = model.decoder.forward(z)                              # (K, B, O)
-    f, _ = model.likelihood.forward(x, out)                        # log p(x|z)  (K, B)
-    log_pz, _ = G.log_std_normal_forward(z)                        # (K, B)
-    log_qz, qz_cache = G.log_normal_forward(z, mu, logvar)         # (K, B)
-    f += beta * (log_pz - log_qz)
-    return f, dict(enc=enc_cache, qz=qz_cache)
+    x, eps = _checked(model, x, eps)
+    log_px, log_latent, cache = model.log_weight_terms(x, eps, analytic_kl=False)
+    log_latent *= beta
+    log_latent += log_px
+    return log_latent, cache
 
 
 def leave_one_out_advantage(f):
@@ -110,24 +100,19 @@ def score_function_backward(model, f, cache, baseline: str | None = None):
         1. weights    a_ib = f_ib              (baseline None)                         (K, B)
                       a_ib = f_ib - mean_{j != i} f_jb       (baseline "mean")
         2. dlog q     dlogq_ib = -a_ib / (K B)                                          (K, B)
-        3. density    dmu, dlogvar = log_normal_backward(dlogq)   at fixed z:           (B, D)
+        3. the score  model.score_backward(dlogq): at fixed z,                         (B, D)
                       dmu = sum_i dlogq_i (z_i - mu) / sigma^2,
                       dlogvar = sum_i dlogq_i ((z_i - mu)^2 / sigma^2 - 1) / 2;
-                      its dz is dropped (no gradient through the sample)
-        4. encoder    dh = [dmu, dlogvar] (B, 2D) -> encoder.backward, no dx (x is data)
+                      no dz (no gradient through the sample); then the encoder's backward
 
     Returns ``{"encoder.<i>.W": ..., "encoder.<i>.b": ...}`` with the parameters' shapes.
     """
     if baseline not in BASELINES:
         raise ValueError(f"Unknown baseline {baseline!r}: choose None or 'mean'.")
-    xp = model.xp
     K, B = f.shape
     a = f if baseline is None else leave_one_out_advantage(f)    # (K, B)
     dlogq = a * (-1.0 / (K * B))                                   # (K, B), a new array
-    _, dmu, dlogvar = G.log_normal_backward(dlogq, cache["qz"])    # (B, D) each
-    dh = xp.concatenate([dmu, dlogvar], axis=-1)                   # (B, 2D)
-    _, grads = model.encoder.backward(dh, cache["enc"], need_dx=False)
-    return {f"encoder.{n}": g for n, g in grads.items()}
+    return model.score_backward(dlogq, cache)
 
 
 def score_function_grads(model, x, eps, beta: float = 1.0, baseline: str | None = None):
@@ -153,9 +138,9 @@ def reparameterization_grads(model, x, eps, beta: float = 1.0):
     = the encoder entries of ``model.loss_and_grads(x, "mc_elbo", K, beta, eps=eps)``: the
     gradient flows through z into the decoder and the log-densities, then back to mu and logvar.
     """
-    x, eps = _check_eps(model, x, eps)
+    x, eps = _checked(model, x, eps)
     _, grads, _ = model.loss_and_grads(x, "mc_elbo", eps.shape[0], beta, eps=eps)
-    return _encoder_part(grads)
+    return _inference_part(model, grads)
 
 
 def gradient_estimates(model, x, eps, beta: float = 1.0) -> dict:
@@ -219,7 +204,7 @@ def estimator_moments(model, x, k: int, repeats: int, rng, beta: float = 1.0) ->
     eps_r to all estimators (:func:`gradient_estimates`).  Returns
     ``{estimator: RunningMoments}`` over the flattened encoder gradient, on the device.
     """
-    x = model._check_x(x)
+    x = model.check_x(x)
     moments = {}
     for _ in range(repeats):
         eps = model.draw_eps(k, x.shape[0], rng)

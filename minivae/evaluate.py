@@ -6,7 +6,10 @@ r"""Evaluation: the importance-sampled log-likelihood estimate, and active units
 For large k the (k, B) weights are made ``chunk`` samples at a time and merged with a running
 log-sum-exp, so memory is bounded by ``max_rows`` decoder rows whatever k is:
 
-    S = log sum_i w_i = logaddexp over chunks c of  log sum_{i in c} w_i,     L_k = S - log k.
+    S = log sum_i w_i = logaddexp over chunks c of  log sum_{i in c} w_i,     L_k = S - log k,
+
+with each chunk's log sum_{i in c} w_i = log_mean_exp(log w_c) + log |c| by the same max-shifted
+log-mean-exp as the IWAE bound (:func:`minivae.objectives.log_mean_exp`).
 
 Active units (Burda et al. 2016, section 5): unit u is active when Cov_x(E_{q(u|x)}[u]) > 1e-2,
 i.e. when the encoder's mean for u varies across the data.
@@ -17,18 +20,13 @@ Command line, for any saved checkpoint:
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-import time
 
 import numpy as np
 
-from .backend import BackendUnavailable, to_host
-from .checkpoint import CheckpointError, load_checkpoint
-from .data import DataError, binarize_fixed, load_dataset
-
-LOAD_ERRORS = (CheckpointError, DataError, BackendUnavailable)   # what a command reports in a line
+from .backend import reuse_freed_memory, to_host
+from .objectives import log_mean_exp
 
 
 def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
@@ -41,7 +39,8 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
     per batch or chunk).
     """
     xp = model.xp
-    rng = model.backend.generator(3) if rng is None else rng
+    reuse_freed_memory()                  # every chunk allocates the same large arrays: keep them
+    rng = model.backend.generator("log_likelihood") if rng is None else rng
     x = xp.asarray(x, dtype=model.dtype)                      # one copy, not one per batch
     N = x.shape[0]
     b = batch_size or max(1, min(N, max_rows // min(k, max_rows)))
@@ -53,8 +52,7 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
         for s in range(0, k, chunk):
             c = min(chunk, k - s)
             log_w = model.log_weights(xb, model.draw_eps(c, xb.shape[0], rng))   # (c, B)
-            m = log_w.max(axis=0)
-            part = m + xp.log(xp.exp(log_w - m).sum(axis=0))                      # (B,)
+            part = log_mean_exp(log_w)[0] + math.log(c)                           # (B,)
             log_sum = part if log_sum is None else xp.logaddexp(log_sum, part)
         out.append(log_sum.astype(xp.float64) - math.log(k))
     return to_host(xp.concatenate(out))
@@ -63,7 +61,7 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
 def latent_mean_variances(model, x, batch_size: int = 1000) -> list:
     r"""Cov_x(E_q[u]) for every unit u, one host array (D_l,) per stochastic layer."""
     xp = model.xp
-    rng = model.backend.generator(5)
+    rng = model.backend.generator("latent_means")
     per_batch = [model.latent_means(xp.asarray(x[i:i + batch_size], dtype=model.dtype), rng)
                  for i in range(0, x.shape[0], batch_size)]
     return [to_host(xp.concatenate([b[l] for b in per_batch]).astype(xp.float64).var(axis=0))
@@ -89,61 +87,6 @@ def summarize(ll) -> dict:
             if len(ll) > 1 else 0.0, "n": int(len(ll))}
 
 
-def _at_least_one(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
-def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments that name a checkpoint and the test images to score it on."""
-    p.add_argument("checkpoint")
-    p.add_argument("--n", type=_at_least_one, default=None, help="use the first N test images only")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    p.add_argument("--dataset", default=None, help="default: the checkpoint's")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--offline", action="store_true")
-    p.add_argument("--seed", type=int, default=0, help="binarisation and sampling seed")
-
-
-def load_model_and_test_set(args):
-    """(model, dataset name, test images) for :func:`add_checkpoint_arguments`' arguments.
-
-    The test images are binarised once with ``args.seed`` when the checkpoint trained on binary
-    data.  Raises :data:`LOAD_ERRORS`: an unusable checkpoint, missing data, no CuPy.
-    """
-    model, _, train = load_checkpoint(args.checkpoint, args.backend, with_optimizer=False)
-    ds = load_dataset(args.dataset or train.get("dataset", "mnist"), args.data_dir, args.offline)
-    x_test = ds.x_test[: args.n]
-    if train.get("binarize", True):
-        x_test = binarize_fixed(x_test, args.seed)
-    return model, ds.name, x_test
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minivae.evaluate", description=(
-        "Estimate the test log-likelihood (L_k) and the active units of a saved checkpoint."))
-    add_checkpoint_arguments(p)
-    p.add_argument("--k", type=int, default=5000, help="importance samples per image (default 5000)")
-    p.add_argument("--max-rows", type=int, default=8192, help="latent samples decoded at once")
-    args = p.parse_args(argv)
-    try:
-        model, name, x_test = load_model_and_test_set(args)
-    except LOAD_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    ll = log_likelihood(model, x_test, args.k, model.backend.generator(3, args.seed),
-                        max_rows=args.max_rows)
-    seconds = time.perf_counter() - t0
-    active = active_units_per_layer(model, x_test)
-    s = summarize(ll)
-    print(f"{name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats "
-          f"(standard error), active units {'+'.join(map(str, active))}, {seconds:.1f} s "
-          f"on {model.backend.name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":                       # python -m minivae.evaluate: the command lives in commands.py
+    from .commands import evaluate_main
+    sys.exit(evaluate_main())

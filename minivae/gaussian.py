@@ -16,11 +16,25 @@ from .backend import array_module
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_to(a, shape):
+def sum_to(a, shape):
     """Sum ``a`` over its leading axes so that it has ``shape`` (folds the K axis back)."""
     while a.ndim > len(shape):
         a = a.sum(axis=0)
     return a
+
+
+# ---------------------------------------------------------------- a network's output as a Gaussian
+
+def split(h):
+    r"""(mu, logvar) from a network output h = [mu, logvar]:  h (..., 2D) -> two views (..., D)."""
+    D = h.shape[-1] // 2
+    return h[..., :D], h[..., D:]
+
+
+def join(dmu, dlogvar):
+    r"""dh = [dmu, dlogvar]  (..., 2D): the backward of :func:`split`."""
+    xp = array_module(dmu)
+    return xp.concatenate([dmu, dlogvar], axis=-1)
 
 
 # ---------------------------------------------------------------- reparameterisation
@@ -48,10 +62,10 @@ def reparameterize_backward(dz, cache):
         dlogvar = sum_K dz * eps * sigma / 2           (B, D)    dz/dlogvar = eps * sigma / 2
     """
     eps, sigma = cache
-    dmu = _sum_to(dz, sigma.shape)
+    dmu = sum_to(dz, sigma.shape)
     if dmu is dz:                                   # no K axis to fold: never hand back dz itself
         dmu = dz.copy()
-    dlogvar = _sum_to(dz * eps, sigma.shape)
+    dlogvar = sum_to(dz * eps, sigma.shape)
     dlogvar *= 0.5 * sigma
     return dmu, dlogvar
 
@@ -110,8 +124,8 @@ def log_normal_backward(dlogp, cache):
     d = dlogp[..., None]
     u = diff * inv_var                              # (z - mu) / sigma^2
     du = d * u
-    dmu = _sum_to(du, mu_shape)
-    dlogvar = _sum_to(0.5 * (du * diff - d), mu_shape)
+    dmu = sum_to(du, mu_shape)
+    dlogvar = sum_to(0.5 * (du * diff - d), mu_shape)
     return -du, dmu, dlogvar
 
 
@@ -125,3 +139,39 @@ def log_std_normal_backward(dlogp, cache):
     r"""dz = -dlogp * z.   dlogp (...,) -> dz (..., D)."""
     z = cache
     return -dlogp[..., None] * z
+
+
+# ---------------------------------------------------------------- a latent layer against N(0, I)
+
+def std_normal_log_ratio_forward(z, mu, logvar, closed_form: bool = False):
+    r"""The latent term of a layer with prior N(0, I) and posterior q = N(mu, sigma^2):
+
+        sampled      log N(z; 0, I) - log N(z; mu, sigma^2)            z (K, B, D) -> (K, B)
+        closed_form  its expectation under q, -KL(q || N(0, I))       mu (..., D) -> (...)
+
+    (the same expectation; the closed form has no sampling noise).  Returns ``(ratio, cache)``.
+    """
+    if closed_form:
+        kl, kl_cache = kl_normal_std_forward(mu, logvar)
+        return -kl, (kl_cache,)
+    log_p, p_cache = log_std_normal_forward(z)
+    log_q, q_cache = log_normal_forward(z, mu, logvar)
+    log_p -= log_q
+    return log_p, (p_cache, q_cache)
+
+
+def std_normal_log_ratio_backward(dratio, cache):
+    r"""(dz, dmu, dlogvar) of :func:`std_normal_log_ratio_forward`; dz is None in closed form.
+
+        closed_form  dmu = -dratio mu,   dlogvar = -dratio (sigma^2 - 1) / 2
+        sampled      dz = -dratio z  +  dratio (z - mu) / sigma^2    (log p, then -log q at z);
+                     dmu, dlogvar = the backward of -log q at fixed z, summed over K
+    """
+    if len(cache) == 1:
+        dmu, dlogvar = kl_normal_std_backward(-dratio, cache[0])
+        return None, dmu, dlogvar
+    p_cache, q_cache = cache
+    dz = log_std_normal_backward(dratio, p_cache)
+    dz_q, dmu, dlogvar = log_normal_backward(-dratio, q_cache)
+    dz += dz_q
+    return dz, dmu, dlogvar

@@ -259,13 +259,11 @@ class MLP:
         return x, caches
 
     def backward(self, dy, caches, need_dx: bool = True):
+        """``need_dx=False``: the first layer (always a Dense) skips dx, for an input that is data."""
         grads = {}
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer, name = self.layers[i], self.names[i]
-            if i == 0 and isinstance(layer, Dense):
-                dy, g = layer.backward(dy, caches[i], need_dx=need_dx)
-            else:
-                dy, g = layer.backward(dy, caches[i])
-            for p, v in g.items():
-                grads[f"{name}.{p}"] = v
+        for i in range(len(self.layers) - 1, 0, -1):
+            dy, g = self.layers[i].backward(dy, caches[i])
+            grads.update({f"{self.names[i]}.{p}": v for p, v in g.items()})
+        dy, g = self.layers[0].backward(dy, caches[0], need_dx=need_dx)
+        grads.update({f"{self.names[0]}.{p}": v for p, v in g.items()})
         return dy, grads

@@ -11,15 +11,16 @@ Each likelihood has
     forward(x, out)        -> (logp, cache)    log p(x | z) per example, in nats
     backward(dlogp, cache) -> dout             dL/dout, out's shape
     mean(out)                                  E[x | z], for pictures
+    init_output_bias(b, mean_x)                the decoder's output bias that starts E[x | z] at
+                                               the mean training image (in place)
 """
 from __future__ import annotations
 
 import math
 
 from .backend import array_module
+from .gaussian import LOG_2PI
 from .layers import sigmoid, softplus
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Bernoulli:
@@ -59,6 +60,16 @@ class Bernoulli:
     def mean(self, out):
         return sigmoid(out)
 
+    def init_output_bias(self, b, mean_x):
+        r"""b = logit(m) = log m - log(1 - m),  m = clip(mean_x, 0.001, 0.999)  (Burda et al.'s code).
+
+        With the weights small at the start, sigmoid(l) ~ sigmoid(b) = m: the decoder starts at the
+        mean image, and the clip keeps always-black pixels at a finite logit.  b (P,), in place.
+        """
+        xp = array_module(b)
+        m = xp.clip(mean_x, 0.001, 0.999)
+        b[...] = xp.log(m) - xp.log1p(-m)
+
 
 class GaussianFixed:
     r"""p(x | z) = N(x; m, sigma^2 I) with m = out and a fixed standard deviation ``sigma``.
@@ -93,6 +104,10 @@ class GaussianFixed:
 
     def mean(self, out):
         return out
+
+    def init_output_bias(self, b, mean_x):
+        r"""b = mean_x: the decoder's mean starts at the mean image.  b (P,), in place."""
+        b[...] = mean_x
 
 
 class GaussianLearned:
@@ -132,6 +147,10 @@ class GaussianLearned:
 
     def mean(self, out):
         return out[..., : out.shape[-1] // 2]
+
+    def init_output_bias(self, b, mean_x):
+        r"""b = [mean_x, 0]: the mean starts at the mean image, the log-variance at 0.  b (2P,)."""
+        b[: b.shape[0] // 2] = mean_x
 
 
 LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": GaussianFixed,

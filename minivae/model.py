@@ -1,37 +1,63 @@
-r"""The variational autoencoder: Gaussian encoder, decoder likelihood, and its loss and gradients.
+r"""The variational autoencoder: a model is its log-weight terms; a bound reduces them over K.
 
     encoder  x (B, P) --MLP--> h (B, 2D) = [mu, logvar]              q(z|x) = N(mu, diag(exp(logvar)))
     sample   z = mu + exp(logvar / 2) * eps,   eps (K, B, D) ~ N(0, I)
     decoder  z (K, B, D) --MLP--> out (K, B, O)                      p(x|z) = likelihood(out)
 
-and one of the bounds of :mod:`minivae.objectives` on log p(x).  The loss is the
-negative bound averaged over the batch, in nats per example:
+Every model writes its forward once, as the two terms of the log importance weight
 
-    loss = -(1/B) sum_b L(x_b),   so   dL(x_b) = -1/B   seeds the backward pass.
+    log w = log p(x | z) + beta * [log p(z) - log q(z | x)]       (K, B)
+            `--- log_px ---'        `------ log_latent ------'
+
+(``log_weight_terms``), with the latent term in closed form, -KL(q(z|x) || p(z)) (B,), when the
+objective asks for it; and its backward directly beneath (``log_weight_backward``), the forward
+in reverse.  :class:`LatentVariableModel` then does the same for every model: it reduces log w
+over K with the objective's reduction (:mod:`minivae.objectives`) and seeds the backward with
+
+    loss = -(1/B) sum_b L(x_b),   so   dbound_b = dLoss/dL(x_b) = -1/B.
 
 Axis legend: K samples, B batch, P pixels, D latent units, O decoder outputs.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from . import gaussian as G
-from . import objectives as obj
 from .backend import Backend, get_backend
 from .layers import MLP
 from .likelihoods import make_likelihood
+from .objectives import get_objective
+
+
+class LatentLayer(NamedTuple):
+    r"""One stochastic layer as the forward saw it: q(u | parent) = N(mu, diag(exp(logvar))), its
+    sample u, and its prior p(u | child) = N(prior_mu, diag(exp(prior_logvar))), or None for N(0, I).
+    mu, logvar are (B, D) for a layer conditioned on x, (K, B, D) for one conditioned on a sample."""
+    name: str
+    mu: Any
+    logvar: Any
+    sample: Any
+    prior: Any = None
 
 
 class LatentVariableModel:
-    r"""What every minivae model shares: parameters by name, input checks, noise, the loss.
+    r"""What every minivae model shares: parameters by name, input checks, noise, the bound.
 
     A subclass builds its networks in ``__init__`` (then calls ``_finish_init``) and writes
-    ``forward(x, objective, k, beta, eps) -> (bound (B,), cache, stats)``, ``backward(dbound, cache)
-    -> grads``, ``log_weights(x, eps) -> (K, B)``, ``encode``, ``decode``, ``sample`` and
-    ``latent_means``.  ``eps_dim`` is the width of the noise one sample needs.
+
+        log_weight_terms(x, eps, analytic_kl) -> (log_px (K, B), log_latent (K, B) or (B,), cache)
+        log_weight_backward(dlog_px (K, B), dlog_latent (log_latent's shape), cache) -> grads
+        score_backward(dlog_q (K, B), cache) -> grads of sum dlog_q * log q(z|x) at z held fixed
+        latent_layers(cache) -> [LatentLayer, ...], what the forward drew, layer by layer
+
+    and ``encode``, ``decode``, ``sample``, ``latent_means``.  ``eps_dim`` is the width of the
+    noise one sample needs; ``inference_networks`` names the networks of q.
     """
 
     output_layer: str = ""                    # name of the parameter holding the decoder's output bias
+    inference_networks: tuple = ()
 
     def _setup(self, backend, seed, dtype, likelihood, sigma):
         self.backend = get_backend(backend, seed) if isinstance(backend, str) else backend
@@ -45,17 +71,26 @@ class LatentVariableModel:
         self.networks = networks
         self.params = {f"{net}.{n}": p for net, mlp in networks.items() for n, p in mlp.params.items()}
 
-    def _check_x(self, x):
+    @staticmethod
+    def _named(network: str, grads: dict) -> dict:
+        return {f"{network}.{n}": g for n, g in grads.items()}
+
+    # ------------------------------------------------------------ inputs and noise
+    def check_x(self, x):
+        """x as the model's dtype, or a clear error when it is not (batch, x_dim)."""
         if getattr(x, "ndim", None) != 2 or x.shape[1] != self.x_dim:
             raise ValueError(f"x has shape {getattr(x, 'shape', type(x).__name__)} but the model "
                              f"expects (batch, {self.x_dim}): flatten images to rows of "
                              f"{self.x_dim} pixels.")
         return x.astype(self.dtype, copy=False)
 
-    def _check_eps(self, eps, k, batch):
-        if eps.shape != (k, batch, self.eps_dim):
-            raise ValueError(f"eps has shape {eps.shape} but k={k} samples of a batch of {batch} "
-                             f"need ({k}, {batch}, {self.eps_dim}).")
+    def check_eps(self, eps, k: int | None, batch: int):
+        """eps as the model's dtype, or a clear error when it is not (k, batch, eps_dim); any K for
+        ``k=None``."""
+        K = getattr(eps, "shape", (None,))[0] if k is None else k
+        if getattr(eps, "shape", None) != (K, batch, self.eps_dim):
+            raise ValueError(f"eps has shape {getattr(eps, 'shape', None)} but k={K} samples of a "
+                             f"batch of {batch} need ({K}, {batch}, {self.eps_dim}).")
         return eps.astype(self.dtype, copy=False)
 
     def draw_eps(self, k: int, batch: int, rng=None):
@@ -63,6 +98,7 @@ class LatentVariableModel:
         rng = self.backend.rng if rng is None else rng
         return rng.standard_normal((k, batch, self.eps_dim), dtype=self.dtype)
 
+    # ------------------------------------------------------------ parameters
     def load_params(self, arrays) -> None:
         """Copy ``arrays`` (name -> host or device array) into the parameters, in place."""
         missing = sorted(set(self.params) - set(arrays))
@@ -78,31 +114,57 @@ class LatentVariableModel:
             p[...] = self.xp.asarray(a, dtype=p.dtype)
 
     def init_output_bias(self, mean_x) -> None:
-        r"""Start the decoder's output at the data mean: b = logit(clip(mean_x, 0.001, 0.999)).
-
-        For the Bernoulli decoder (Burda et al.'s code); for Gaussian decoders the mean part
-        of the bias is set to ``mean_x`` itself.  ``mean_x`` is (P,), the mean training pixel.
-        """
-        xp = self.xp
-        m = xp.asarray(mean_x, dtype=self.dtype)
-        b = self.params[self.output_layer]
-        if self.likelihood.name == "bernoulli":
-            m = xp.clip(m, 0.001, 0.999)
-            b[...] = xp.log(m) - xp.log1p(-m)
-        else:
-            b[: self.x_dim] = m
+        """Start the decoder at the mean training image ``mean_x`` (P,): the likelihood says how
+        (:meth:`minivae.likelihoods.Bernoulli.init_output_bias`: the logit of the mean pixel)."""
+        self.likelihood.init_output_bias(self.params[self.output_layer],
+                                         self.xp.asarray(mean_x, dtype=self.dtype))
 
     @property
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    # ------------------------------------------------------------ the bound: a reduction over K
+    def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
+        r"""The bound L(x_b) per example (B,), with everything backward needs.
+
+            log w = log_px + beta * log_latent          (K, B)   the model's log_weight_terms
+            L     = reduce_K(log w)                      (B,)     the objective's reduction
+
+        ``eps`` (k, B, eps_dim) makes the call deterministic; otherwise it is drawn from ``rng``
+        (default: the backend's generator).  Returns ``(bound, cache, stats)``; stats holds 0-d
+        device arrays (no host sync): ``kl`` = -mean(log_latent), the closed-form KL or its
+        Monte-Carlo estimate, and ``recon`` = -mean(log_px), over samples and batch.
+        """
+        objective = get_objective(objective)
+        x = self.check_x(x)
+        eps = self.draw_eps(k, x.shape[0], rng) if eps is None else self.check_eps(eps, k, x.shape[0])
+        log_px, log_latent, terms = self.log_weight_terms(x, eps, objective.analytic_kl)
+        log_w = beta * log_latent
+        log_w = log_w + log_px                                         # (K, B)
+        bound, reduction = objective.forward(log_w)
+        stats = {"kl": -log_latent.mean(), "recon": -log_px.mean()}
+        cache = dict(objective=objective, beta=beta, latent_shape=log_latent.shape,
+                     reduction=reduction, terms=terms)
+        return bound, cache, stats
+
+    def backward(self, dbound, cache):
+        r"""Gradients of sum_b dbound_b L(x_b) for every parameter, the forward in reverse.
+
+            dlog_w      = the reduction's backward          (K, B)   dbound / K, or w_tilde dbound
+            dlog_px     = dlog_w                            (K, B)
+            dlog_latent = beta * dlog_w, summed over K where the latent term is (B,) (closed form)
+            grads       = the model's log_weight_backward(dlog_px, dlog_latent)
+        """
+        dlog_w = cache["objective"].backward(dbound, cache["reduction"])
+        dlog_latent = G.sum_to(cache["beta"] * dlog_w, cache["latent_shape"])
+        return self.log_weight_backward(dlog_w, dlog_latent, cache["terms"])
+
     def loss_and_grads(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0,
                        eps=None, rng=None):
         r"""Loss = -(1/B) sum_b L(x_b) in nats per example, and dLoss/dparam for every parameter.
 
-        ``eps`` (k, B, eps_dim) makes the call deterministic; otherwise it is drawn from ``rng``
-        (default: the backend's generator).  Returns ``(loss, grads, stats)``; ``loss`` and the
-        stats are 0-d arrays on the backend's device (read them with ``float()`` off the hot loop).
+        Returns ``(loss, grads, stats)``; ``loss`` and the stats are 0-d arrays on the backend's
+        device (read them with ``float()`` off the hot loop).  See :meth:`forward`.
         """
         bound, cache, stats = self.forward(x, objective, k, beta, eps, rng)
         B = bound.shape[0]
@@ -113,13 +175,14 @@ class LatentVariableModel:
         """The bound per example (B,), in nats, without gradients."""
         return self.forward(x, objective, k, beta, eps, rng)[0]
 
-    def _prepare(self, x, objective, k, eps, rng):
-        if objective not in obj.OBJECTIVES:
-            raise ValueError(f"Unknown objective {objective!r}: choose one of "
-                             f"{', '.join(obj.OBJECTIVES)}.")
-        x = self._check_x(x)
-        eps = self.draw_eps(k, x.shape[0], rng) if eps is None else self._check_eps(eps, k, x.shape[0])
-        return x, eps
+    def log_weights(self, x, eps):
+        r"""log w = log p(x|z) + log p(z) - log q(z|x) for the noise eps (K, B, eps_dim): (K, B).
+
+        Forward only, every latent term sampled (the importance weights of L_k)."""
+        x = self.check_x(x)
+        log_px, log_latent, _ = self.log_weight_terms(x, self.check_eps(eps, None, x.shape[0]), False)
+        log_px += log_latent
+        return log_px
 
 
 class VAE(LatentVariableModel):
@@ -139,6 +202,8 @@ class VAE(LatentVariableModel):
     Parameters live in ``self.params`` under names such as ``"encoder.0.W"`` and
     ``"decoder.2.b"``; optimizers update those arrays in place.
     """
+
+    inference_networks = ("encoder",)
 
     def __init__(self, x_dim: int = 784, latent_dim: int = 50, encoder_hidden=(200, 200),
                  decoder_hidden=(200, 200), activation: str = "tanh",
@@ -163,8 +228,7 @@ class VAE(LatentVariableModel):
     # ------------------------------------------------------------ inference and generation
     def encode(self, x):
         """(mu, logvar) of q(z | x), each (B, D)."""
-        h, _ = self.encoder.forward(self._check_x(x))
-        return h[:, : self.latent_dim], h[:, self.latent_dim:]
+        return G.split(self.encoder.forward(self.check_x(x))[0])
 
     def decode(self, z):
         """E[x | z], the mean of p(x | z): pixel probabilities for the Bernoulli decoder."""
@@ -173,8 +237,7 @@ class VAE(LatentVariableModel):
 
     def reconstruct(self, x):
         """decode(mu(x)): the decoder's mean at the encoder's mean."""
-        mu, _ = self.encode(x)
-        return self.decode(mu)
+        return self.decode(self.encode(x)[0])
 
     def sample(self, n: int, rng=None):
         """n draws z ~ p(z) = N(0, I) decoded to E[x | z], (n, P)."""
@@ -185,93 +248,67 @@ class VAE(LatentVariableModel):
         """[E_q(z|x)[z]] = [mu(x)], one (B, D) array per stochastic layer (for active units)."""
         return [self.encode(x)[0]]
 
-    # ------------------------------------------------------------ the bound and its gradient
-    def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
-        r"""The bound L(x_b) per example (B,), with everything backward needs.
+    # ------------------------------------------------------------ log w, and its backward
+    def log_weight_terms(self, x, eps, analytic_kl: bool = False):
+        r"""The two terms of log w for x (B, P) and the noise eps (K, B, D).
 
-        Returns ``(bound, cache, stats)``; stats holds 0-d device arrays (no host sync):
-        ``kl`` the mean closed-form KL, ``recon`` the mean -log p(x|z) over samples and batch.
+            h          = encoder(x) = [mu, logvar]                               (B, 2D)
+            z          = mu + exp(logvar / 2) eps                                (K, B, D)
+            log_px     = log p(x | decoder(z))                                   (K, B)
+            log_latent = log N(z; 0, I) - log N(z; mu, sigma^2)                  (K, B)
+                       = -KL(N(mu, sigma^2) || N(0, I))   with ``analytic_kl``   (B,)
+
+        Returns ``(log_px, log_latent, cache)``; the cache holds, besides what the backward needs,
+        ``"mu"``, ``"logvar"`` and ``"z"`` for a reader of the latent layer.
         """
-        x, eps = self._prepare(x, objective, k, eps, rng)
-        D = self.latent_dim
+        h, enc = self.encoder.forward(x)                               # (B, 2D)
+        mu, logvar = G.split(h)                                        # (B, D) each
+        z, rep = G.reparameterize_forward(mu, logvar, eps)             # (K, B, D)
+        out, dec = self.decoder.forward(z)                             # (K, B, O)
+        log_px, lik = self.likelihood.forward(x, out)                  # (K, B)
+        log_latent, latent = G.std_normal_log_ratio_forward(z, mu, logvar, analytic_kl)
+        return log_px, log_latent, dict(enc=enc, rep=rep, dec=dec, lik=lik, latent=latent,
+                                        mu=mu, logvar=logvar, z=z)
 
-        h, enc_cache = self.encoder.forward(x)                        # (B, 2D)
-        mu, logvar = h[:, :D], h[:, D:]                                # (B, D) each
-        z, rep_cache = G.reparameterize_forward(mu, logvar, eps)       # (K, B, D)
-        out, dec_cache = self.decoder.forward(z)                       # (K, B, O)
-        log_px_z, lik_cache = self.likelihood.forward(x, out)          # (K, B)
-        kl, kl_cache = G.kl_normal_std_forward(mu, logvar)             # (B,)
-        stats = {"kl": kl.mean(), "recon": -log_px_z.mean()}
-        cache = dict(objective=objective, beta=beta, enc=enc_cache, rep=rep_cache,
-                     dec=dec_cache, lik=lik_cache, kl=kl_cache)
+    def log_weight_backward(self, dlog_px, dlog_latent, cache):
+        r"""Gradients of sum dlog_px * log_px + sum dlog_latent * log_latent, the forward in reverse.
 
-        if objective == "elbo":                                        # analytic KL
-            bound, cache["obj"] = obj.elbo_forward(log_px_z, kl, beta)
-            return bound, cache, stats
-
-        # log w = log p(x|z) + beta (log p(z) - log q(z|x)),  (K, B)
-        log_pz, cache["pz"] = G.log_std_normal_forward(z)
-        log_qz, cache["qz"] = G.log_normal_forward(z, mu, logvar)
-        log_w = log_pz - log_qz
-        log_w *= beta
-        log_w += log_px_z
-        if objective == "mc_elbo":
-            bound, cache["obj"] = obj.mc_elbo_forward(log_w)
-        else:
-            bound, cache["obj"] = obj.iwae_forward(log_w)
-        return bound, cache, stats
-
-    def backward(self, dbound, cache):
-        r"""Gradients of sum_b dbound_b L(x_b) for every parameter, the forward in reverse.
-
-        1. objective:   dlog_px_z (K, B) and dkl (B,)       [elbo]
-                        or dlog_w (K, B) = w_tilde dL, dL/K  [iwae, mc_elbo];
-                        then dlog_px_z = dlog_w, dlog p(z) = beta dlog_w, dlog q = -beta dlog_w
-        2. likelihood:  dout (K, B, O)
-        3. decoder:     dz (K, B, D), decoder grads
-        4. densities:   dz += -z dlog p(z) - (z - mu)/sigma^2 dlog q;  dmu, dlogvar from log q
-        5. reparam:     dmu += sum_K dz,  dlogvar += sum_K dz eps sigma / 2
-        6. KL:          dmu += dkl mu,  dlogvar += dkl (sigma^2 - 1) / 2      [elbo]
-        7. encoder:     dh = [dmu, dlogvar] (B, 2D) -> encoder grads (no dx: x is data)
-
-        (The code takes step 6 before step 5, in the branch of step 4: a sum's order is free.)
+        1. likelihood:  dout (K, B, O) from dlog_px
+        2. decoder:     dz (K, B, D), decoder grads
+        3. latent term (:func:`minivae.gaussian.std_normal_log_ratio_backward`):
+                        [closed form]  dmu = -dlog_latent mu,  dlogvar = -dlog_latent (sigma^2 - 1)/2
+                        [sampled]      dz += -z dlog_latent               from  log p(z)
+                                       dz += (z - mu)/sigma^2 dlog_latent  from -log q(z|x), and its
+                                       dmu, dlogvar at fixed z
+        4. reparam:     dmu += sum_K dz,  dlogvar += sum_K dz eps sigma / 2
+        5. encoder:     dh = [dmu, dlogvar] (B, 2D) -> encoder grads (no dx: x is data)
         """
-        xp = self.xp
-        beta = cache["beta"]
-        if cache["objective"] == "elbo":
-            dlog_px_z, dkl = obj.elbo_backward(dbound, cache["obj"])
-        elif cache["objective"] == "mc_elbo":
-            dlog_px_z = obj.mc_elbo_backward(dbound, cache["obj"])
-        else:
-            dlog_px_z = obj.iwae_backward(dbound, cache["obj"])
+        dout = self.likelihood.backward(dlog_px, cache["lik"])          # (K, B, O)
+        dz, dec_grads = self.decoder.backward(dout, cache["dec"])       # (K, B, D)
+        dz_latent, dmu, dlogvar = G.std_normal_log_ratio_backward(dlog_latent, cache["latent"])
+        if dz_latent is not None:                                       # sampled: through z too
+            dz += dz_latent
+        dmu_r, dlogvar_r = G.reparameterize_backward(dz, cache["rep"])  # (B, D) each
+        dmu += dmu_r
+        dlogvar += dlogvar_r
+        _, enc_grads = self.encoder.backward(G.join(dmu, dlogvar), cache["enc"], need_dx=False)
+        return {**self._named("encoder", enc_grads), **self._named("decoder", dec_grads)}
 
-        dout = self.likelihood.backward(dlog_px_z, cache["lik"])      # (K, B, O)
-        dz, dec_grads = self.decoder.backward(dout, cache["dec"])     # (K, B, D)
+    def latent_layers(self, cache):
+        """[z]: q(z|x) and its K samples, from a ``log_weight_terms`` cache; the prior is N(0, I)."""
+        return [LatentLayer("z", cache["mu"], cache["logvar"], cache["z"])]
 
-        if cache["objective"] == "elbo":
-            dmu, dlogvar = G.kl_normal_std_backward(dkl, cache["kl"])
-        else:
-            dlog_w = dlog_px_z
-            dz += G.log_std_normal_backward(beta * dlog_w, cache["pz"])
-            dz_q, dmu, dlogvar = G.log_normal_backward(-beta * dlog_w, cache["qz"])
-            dz += dz_q
+    def score_backward(self, dlog_q, cache):
+        r"""Encoder gradients of sum_kb dlog_q_kb log q(z_kb | x_b) with every z held fixed.
 
-        dmu_r, dlogvar_r = G.reparameterize_backward(dz, cache["rep"])  # (B, D)
-        dh = xp.concatenate([dmu + dmu_r, dlogvar + dlogvar_r], axis=-1)  # (B, 2D)
-        _, enc_grads = self.encoder.backward(dh, cache["enc"], need_dx=False)
+        The score function grad_phi log q_phi(z|x): from log_normal_backward at fixed z,
 
-        grads = {f"encoder.{n}": g for n, g in enc_grads.items()}
-        grads.update({f"decoder.{n}": g for n, g in dec_grads.items()})
-        return grads
+            dmu = sum_K dlog_q (z - mu) / sigma^2,   dlogvar = sum_K dlog_q ((z - mu)^2 / sigma^2 - 1) / 2,
 
-    def log_weights(self, x, eps):
-        r"""log w = log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma eps:  (K, B), forward only."""
-        x = self._check_x(x)
-        h, _ = self.encoder.forward(x)
-        mu, logvar = h[:, : self.latent_dim], h[:, self.latent_dim:]
-        z, _ = G.reparameterize_forward(mu, logvar, eps.astype(self.dtype, copy=False))
-        out, _ = self.decoder.forward(z)
-        log_w = self.likelihood.forward(x, out)[0]
-        log_w += G.log_std_normal_forward(z)[0]
-        log_w -= G.log_normal_forward(z, mu, logvar)[0]
-        return log_w
+        and its dz is dropped: the path through the sample is the one this gradient does not take.
+        Needs the cache of ``log_weight_terms(..., analytic_kl=False)``.  dlog_q (K, B).
+        """
+        _, q_cache = cache["latent"]                                    # log q(z|x)'s cache
+        _, dmu, dlogvar = G.log_normal_backward(dlog_q, q_cache)         # (B, D) each
+        _, grads = self.encoder.backward(G.join(dmu, dlogvar), cache["enc"], need_dx=False)
+        return self._named("encoder", grads)

@@ -1,4 +1,5 @@
-r"""Figures of a trained VAE: reconstructions, samples, the latent space, the 2-D manifold.
+r"""Figures of a trained VAE (reconstructions, samples, the latent space, the 2-D manifold), and
+of the examples' experiments.
 
 Each ``plot_*`` function takes host or device arrays, brings what it draws to the host with
 :func:`~minivae.backend.to_host`, writes one small PNG to ``path`` and returns ``Path(path)``.
@@ -16,6 +17,10 @@ is touched and no display is needed.  matplotlib is imported only when a figure 
     plot_manifold(model, path)            decode(z) on a grid of normal quantiles (D = 2 only)
     plot_interpolations(model, x, path)   decode((1 - t) mu_a + t mu_b) between pairs of inputs
     plot_training_curves(history, path)   training loss and test NELBO against epoch
+    plot_learned_std(x, m, logvar, path)  a learned-variance decoder's means over its std per pixel
+    plot_kl_per_unit(kls, variances, ...) the KL of each latent unit, sorted, one panel per model
+    plot_gradient_variance(rows, path, R) gradient estimators' variance and SNR against K
+    labelled_grid(tiles, path, labels, title)   rows of images, a label per row
 
 Images are pixel means in [0, 1] drawn with ``cmap="gray"`` on a fixed 0..1 scale (white = 1),
 without interpolation, so an untrained decoder's flat grey looks flat and not contrast-stretched.
@@ -279,11 +284,17 @@ def plot_manifold(model, path, n: int = 20) -> Path:
 
 
 def plot_interpolations(model, x, path, pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)),
-                        steps: int = 10) -> Path:
-    r"""For each pair (a, b): x_a, decode((1 - t) mu_a + t mu_b) for t in linspace(0, 1, steps), x_b.
+                        steps: int = 10, method: str = "linear", row_labels=None,
+                        title: str = "input, decoded path between encoder means, input") -> Path:
+    r"""For each pair (a, b): x_a, decode(z(t)) for t in linspace(0, 1, steps), x_b.
 
-    One row per pair, steps + 2 tiles wide; the real inputs sit at the row's ends.
+    z(t) runs from mu_a to mu_b along a line, (1 - t) mu_a + t mu_b, or with ``method="spherical"``
+    along a great circle (:func:`minivae.analysis.interpolate`).  One row per pair, steps + 2
+    tiles wide; the real inputs sit at the row's ends; rows are labelled "a -> b" unless
+    ``row_labels`` are given.
     """
+    from .analysis import interpolate
+
     pairs = [(int(a), int(b)) for a, b in pairs]
     used = sorted({i for pair in pairs for i in pair})
     if used and (used[0] < 0 or used[-1] >= x.shape[0]):
@@ -292,16 +303,14 @@ def plot_interpolations(model, x, path, pairs=((0, 1), (2, 3), (4, 5), (6, 7), (
     xa, xb = to_host(x[ia]), to_host(x[ib])                              # (R, P) each
     mu_a, _ = model.encode(_to_device(model, xa))                        # (R, D)
     mu_b, _ = model.encode(_to_device(model, xb))
-    t = model.xp.linspace(0.0, 1.0, steps, dtype=model.dtype)[None, :, None]   # (1, S, 1)
-    z = (1 - t) * mu_a[:, None, :] + t * mu_b[:, None, :]               # (R, S, D)
+    z = interpolate(mu_a, mu_b, steps, method)                          # (R, S, D)
     path_x = to_host(model.decode(z.reshape(-1, model.latent_dim)))     # (R S, P)
     rows = np.concatenate([xa[:, None], path_x.reshape(len(pairs), steps, -1), xb[:, None]],
                           axis=1)                                       # (R, S + 2, P)
     grid = image_grid(rows.reshape(-1, rows.shape[-1]).astype(np.float32), len(pairs), steps + 2)
     side = math.isqrt(model.x_dim)
-    fig, ax = grid_figure(grid, title="input, decoded path between encoder means, input",
-                           left=60)
-    label_rows(ax, [f"{a} \u2192 {b}" for a, b in pairs], side)
+    fig, ax = grid_figure(grid, title=title, left=60)
+    label_rows(ax, row_labels or [f"{a} \u2192 {b}" for a, b in pairs], side)
     return save(fig, path)
 
 
@@ -326,12 +335,92 @@ def plot_training_curves(history, path) -> Path:
     return save(fig, path)
 
 
-def labelled_grid(tiles, path, row_labels, title, col_labels=None):
-    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column)."""
+def plot_learned_std(x, m, logvar, path) -> Path:
+    r"""A learned-variance Gaussian decoder at n inputs x (n, P): the inputs and its means m (grey,
+    clipped to 0..1) over its per-pixel standard deviation exp(logvar / 2) (log colour scale)."""
+    from matplotlib.colors import LogNorm
+
+    n, P = x.shape
+    top = image_grid(np.concatenate([to_host(x), np.clip(to_host(m), 0, 1)]), 2, n)
+    std = image_grid(np.exp(0.5 * to_host(logvar).astype(np.float64)), 1, n, fill=np.nan)
+    fig = figure(1.0 + 0.75 * n, 3.6)
+    ax_top, ax_std = fig.subplots(2, 1, height_ratios=[2, 1.25])
+    ax_top.imshow(top, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    label_rows(ax_top, ["input", "mean m"], math.isqrt(P))
+    ax_top.set_xticks([])
+    ax_top.set_title("learned decoder: mean and standard deviation exp(v/2) per pixel", fontsize=10)
+    image = ax_std.imshow(std, cmap="magma", norm=LogNorm(), interpolation="nearest")
+    ax_std.set_xticks([])
+    ax_std.set_yticks([])
+    ax_std.set_ylabel("std", fontsize=9)
+    fig.colorbar(image, ax=ax_std, fraction=0.05, pad=0.01)
+    return save(fig, path)
+
+
+def plot_kl_per_unit(kls, variances, titles, path, threshold: float = 1e-2) -> Path:
+    r"""One panel per model: the KL of each latent unit in nats (``kls[i]``, (D,)), sorted, most
+    informative first; active units (Cov_x E_q[z_d], ``variances[i]``, above ``threshold``) dark,
+    inactive ones light."""
+    fig = figure(2.6 * len(kls) + 0.6, 3.0)
+    axes = fig.subplots(1, len(kls), sharey=True, squeeze=False)[0]
+    for ax, kl, var, title in zip(axes, kls, variances, titles):
+        kl = np.asarray(kl)
+        order = np.argsort(kl)[::-1]                                     # most informative first
+        active = np.asarray(var)[order] > threshold
+        ax.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "lightgray"))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("latent unit (sorted)", fontsize=8)
+        ax.set_xticks([])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("KL per unit (nats)")
+    return save(fig, path)
+
+
+def plot_gradient_variance(rows, path, repeats: int) -> Path:
+    r"""Each gradient estimator's total variance and mean signal-to-noise ratio against K (log-log).
+
+    ``rows`` are examples/gradient_variance.py's: one per K, ``{"k": K, name: {"total_variance",
+    "snr"}}`` for each estimator measured at that K.  A 1/K line runs through the
+    reparameterisation's first point; the SNR panel marks sqrt(2 / (pi R)), what an entry with zero
+    mean reads after R = ``repeats`` repeats.
+    """
+    fig = figure(10, 4)
+    ax_var, ax_snr = fig.subplots(1, 2)
+    names = {"reparameterization": "reparam", "score_function": "score fn",
+             "score_function_baseline": "score fn+b"}
+    for (name, label), style in zip(names.items(), ("o-", "s-", "^-")):
+        points = [(r["k"], r[name]) for r in rows if name in r]
+        if not points:
+            continue
+        ks = [k for k, _ in points]
+        ax_var.plot(ks, [s["total_variance"] for _, s in points], style, ms=4, label=label)
+        ax_snr.plot(ks, [s["snr"] for _, s in points], style, ms=4, label=label)
+    ks = np.array([r["k"] for r in rows], dtype=float)
+    v0 = rows[0]["reparameterization"]["total_variance"] * ks[0]
+    ax_var.plot(ks, v0 / ks, "k:", lw=1, label="1/K")
+    ax_snr.axhline(math.sqrt(2 / (math.pi * repeats)), color="k", ls=":", lw=1,
+                   label="zero-mean floor")
+    for ax in (ax_var, ax_snr):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("K (samples per estimate)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(frameon=False, fontsize=9)
+    ax_var.set_ylabel("total variance of the encoder gradient")
+    ax_var.set_title(f"variance over {repeats} repeats", fontsize=10)
+    ax_snr.set_ylabel("mean |mean| / std over entries")
+    ax_snr.set_title("signal-to-noise ratio", fontsize=10)
+    return save(fig, path)
+
+
+def labelled_grid(tiles, path, row_labels, title, col_labels=None, left: int | None = None):
+    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column);
+    ``left`` pixels of margin for the row labels (default: enough for the longest)."""
     R, C, P = tiles.shape
     side = math.isqrt(P)
     grid = image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
-    left = 12 + 7 * max(len(label) for label in row_labels)         # room for the row labels
+    if left is None:
+        left = 12 + 7 * max(len(label) for label in row_labels)     # room for the row labels
     fig, ax = grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)
     label_rows(ax, row_labels, side)
     if col_labels:
@@ -341,4 +430,5 @@ def labelled_grid(tiles, path, row_labels, title, col_labels=None):
 
 __all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
            "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
-           "plot_interpolations", "plot_training_curves", "labelled_grid"]
+           "plot_interpolations", "plot_training_curves", "plot_learned_std", "plot_kl_per_unit",
+           "plot_gradient_variance", "labelled_grid"]

@@ -3,7 +3,7 @@ r"""Training: minibatches, dynamic binarisation, learning-rate schedules, per-ep
 One epoch, for a model on a backend ``be`` (NumPy or CuPy):
 
     perm  = host permutation of the N training rows           (seeded by (seed, epoch))
-    rng   = be.generator(1, epoch)                            (noise for this epoch, on the device)
+    rng   = be.generator("train", epoch)                      (noise for this epoch, on the device)
     for each batch of rows:
         x     = binarize(x_train[rows], rng)                  # pixels redrawn ~ Bernoulli(intensity)
         loss, grads, stats = model.loss_and_grads(x, objective, k, beta, rng=rng)
@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .backend import reuse_freed_memory
 from .data import binarize, binarize_fixed
 from .optim import make_optimizer
 
@@ -64,7 +65,6 @@ class TrainConfig:
     dataset: str = "mnist"
     eval_batch: int = 1000
     minutes: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -102,7 +102,7 @@ def evaluate_elbo(model, x_test_bin, cfg: TrainConfig) -> dict:
     """Test -ELBO (analytic KL, beta = 1 whatever the training beta, one fixed eps), its KL and
     reconstruction terms, nats per example."""
     xp, be = model.xp, model.backend
-    rng = be.generator(2)                                # the same eps every epoch
+    rng = be.generator("test_elbo")                      # the same eps every epoch
     totals = xp.zeros(3, dtype=xp.float64)
     for i in range(0, x_test_bin.shape[0], cfg.eval_batch):
         xb = x_test_bin[i:i + cfg.eval_batch]
@@ -134,6 +134,7 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
     Raises :class:`NonFiniteLoss` if the loss becomes NaN or infinite.
     """
     be, xp = model.backend, model.xp
+    reuse_freed_memory()                  # every step allocates the same large arrays: keep them
     optimizer = optimizer or make_train_optimizer(cfg)
     history = list(history or [])
     X = be.asarray(x_train, model.dtype)                                   # on the device, once
@@ -149,7 +150,7 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
             break
         optimizer.lr = learning_rate(cfg, epoch, None if budget is None else elapsed / budget)
         perm = xp.asarray(np.random.default_rng([cfg.seed, epoch]).permutation(N))
-        rng = be.generator(1, epoch)
+        rng = be.generator("train", epoch)
         bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", progress)
         total = xp.zeros((), dtype=xp.float64)
         t0 = time.perf_counter()

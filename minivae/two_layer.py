@@ -1,28 +1,29 @@
 r"""The IWAE paper's model with two stochastic layers (Burda et al. 2016, section 5).
 
-    inference   q(h1|x)  = N(mu1, diag(exp(lv1))),   [mu1, lv1] = q1(x)      x (B, P) -> (B, 2 D1)
-                q(h2|h1) = N(mu2, diag(exp(lv2))),   [mu2, lv2] = q2(h1)     h1 (K, B, D1) -> (K, B, 2 D2)
+    inference   q(h1|x)  = N(mu1, diag(exp(logvar1))),    [mu1, logvar1] = q1(x)      x (B, P) -> (B, 2 D1)
+                q(h2|h1) = N(mu2, diag(exp(logvar2))),    [mu2, logvar2] = q2(h1)     (K, B, D1) -> (K, B, 2 D2)
     generative  p(h2)    = N(0, I)
-                p(h1|h2) = N(mup, diag(exp(lvp))),   [mup, lvp] = p1(h2)     h2 (K, B, D2) -> (K, B, 2 D1)
-                p(x|h1)  = likelihood(px(h1))                                h1 -> (K, B, O)
+                p(h1|h2) = N(mu_p, diag(exp(logvar_p))),  [mu_p, logvar_p] = p1(h2)   (K, B, D2) -> (K, B, 2 D1)
+                p(x|h1)  = likelihood(px(h1))                                         h1 -> (K, B, O)
 
-with h1 = mu1 + exp(lv1/2) eps1 and h2 = mu2 + exp(lv2/2) eps2; one sample's noise is
-eps = [eps1, eps2], (K, B, D1 + D2).  The importance weight is
+with h1 = mu1 + exp(logvar1/2) eps1 and h2 = mu2 + exp(logvar2/2) eps2; one sample's noise is
+eps = [eps1, eps2], (K, B, D1 + D2).  The model is its log-weight terms
+(:class:`minivae.model.LatentVariableModel` reduces them over K with the objective's bound):
 
-    log w = log p(x|h1) + beta [ log p(h1|h2) + log p(h2) - log q(h1|x) - log q(h2|h1) ],
+    log w = log p(x|h1) + beta [ log p(h1|h2) + log p(h2) - log q(h1|x) - log q(h2|h1) ].
+            `- log_px -'        `------------------------ log_latent -------------------'
 
-and the objectives are those of :mod:`minivae.objectives` on log w.  For ``"elbo"`` the h2 part is
-integrated in closed form given h1:  E_q(h2|h1)[log p(h2) - log q(h2|h1)] = -KL(q(h2|h1) || N(0, I)).
+For ``"elbo"`` the h2 part is integrated in closed form given h1:
+E_q(h2|h1)[log p(h2) - log q(h2|h1)] = -KL(q(h2|h1) || N(0, I)), (K, B).
 
 Paper sizes: D1 = 100, D2 = 50, x <-> h1 networks 2 x 200 tanh, h1 <-> h2 networks 2 x 100 tanh.
 """
 from __future__ import annotations
 
 from . import gaussian as G
-from . import objectives as obj
 from .backend import Backend
 from .layers import MLP
-from .model import LatentVariableModel
+from .model import LatentLayer, LatentVariableModel
 
 
 class TwoLayerVAE(LatentVariableModel):
@@ -30,6 +31,8 @@ class TwoLayerVAE(LatentVariableModel):
 
     Parameters are named ``"q1.*"``, ``"q2.*"`` (inference), ``"p1.*"``, ``"px.*"`` (generative).
     """
+
+    inference_networks = ("q1", "q2")
 
     def __init__(self, x_dim: int = 784, h1_dim: int = 100, h2_dim: int = 50,
                  x_hidden=(200, 200), h_hidden=(100, 100), activation: str = "tanh",
@@ -51,15 +54,18 @@ class TwoLayerVAE(LatentVariableModel):
         self.output_layer = f"px.{len(self.px.sizes) - 2}.b"
         self._finish_init({"q1": self.q1, "q2": self.q2, "p1": self.p1, "px": self.px})
 
-    @staticmethod
-    def _split(h):
-        D = h.shape[-1] // 2
-        return h[..., :D], h[..., D:]
-
     # ------------------------------------------------------------ inference and generation
     def encode(self, x):
-        """(mu1, lv1) of q(h1 | x), each (B, D1)."""
-        return self._split(self.q1.forward(self._check_x(x))[0])
+        """(mu1, logvar1) of q(h1 | x), each (B, D1)."""
+        return G.split(self.q1.forward(self.check_x(x))[0])
+
+    def encode_h2(self, h1):
+        """(mu2, logvar2) of q(h2 | h1), each h1.shape[:-1] + (D2,)."""
+        return G.split(self.q2.forward(h1.astype(self.dtype, copy=False))[0])
+
+    def prior_h1(self, h2):
+        """(mu_p, logvar_p) of p(h1 | h2), each h2.shape[:-1] + (D1,)."""
+        return G.split(self.p1.forward(h2.astype(self.dtype, copy=False))[0])
 
     def decode(self, h1):
         """E[x | h1], the mean of p(x | h1)."""
@@ -72,105 +78,106 @@ class TwoLayerVAE(LatentVariableModel):
         """h2 ~ N(0, I), h1 ~ p(h1 | h2), decoded to E[x | h1], (n, P)."""
         rng = self.backend.rng if rng is None else rng
         h2 = rng.standard_normal((n, self.h2_dim), dtype=self.dtype)
-        mup, lvp = self._split(self.p1.forward(h2)[0])
-        h1, _ = G.reparameterize_forward(mup, lvp, rng.standard_normal(mup.shape, dtype=self.dtype))
+        mu_p, logvar_p = self.prior_h1(h2)
+        eps1 = rng.standard_normal(mu_p.shape, dtype=self.dtype)
+        h1, _ = G.reparameterize_forward(mu_p, logvar_p, eps1)
         return self.decode(h1)
 
     def latent_means(self, x, rng=None, n_samples: int = 100):
         r"""[E_q[h1], E_q[h2]] per example: mu1(x), and mean_s mu2(h1_s) over h1_s ~ q(h1|x)."""
-        rng = self.backend.generator(5) if rng is None else rng
-        mu1, lv1 = self.encode(x)
+        rng = self.backend.generator("latent_means") if rng is None else rng
+        mu1, logvar1 = self.encode(x)
         eps1 = rng.standard_normal((n_samples,) + mu1.shape, dtype=self.dtype)
-        h1, _ = G.reparameterize_forward(mu1, lv1, eps1)
-        mu2, _ = self._split(self.q2.forward(h1)[0])
+        h1, _ = G.reparameterize_forward(mu1, logvar1, eps1)
+        mu2, _ = self.encode_h2(h1)
         return [mu1, mu2.mean(axis=0)]
 
-    # ------------------------------------------------------------ the bound and its gradient
-    def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
-        r"""The bound per example (B,) with everything backward needs; see the module docstring."""
-        x, eps = self._prepare(x, objective, k, eps, rng)
-        log_w, cache, stats = self._log_w(x, eps, objective, beta)
-        if objective == "iwae":
-            bound, cache["obj"] = obj.iwae_forward(log_w)
-        else:                                                            # elbo, mc_elbo: mean over K
-            bound, cache["obj"] = obj.mc_elbo_forward(log_w)
-        return bound, cache, stats
+    # ------------------------------------------------------------ log w, and its backward
+    def log_weight_terms(self, x, eps, analytic_kl: bool = False):
+        r"""The two terms of log w for x (B, P) and the noise eps (K, B, D1 + D2).
 
-    def log_weights(self, x, eps):
-        r"""log w (K, B) for noise eps (K, B, D1 + D2), forward only."""
-        x = self._check_x(x)
-        return self._log_w(x, self._check_eps(eps, eps.shape[0], x.shape[0]), "mc_elbo", 1.0)[0]
+            [mu1, logvar1] = q1(x)                       h1 = mu1 + sigma1 eps1        (K, B, D1)
+            [mu2, logvar2] = q2(h1)                      h2 = mu2 + sigma2 eps2        (K, B, D2)
+            [mu_p, logvar_p] = p1(h2)                    out = px(h1)                  (K, B, O)
+            log_px     = log p(x | out)                                                (K, B)
+            log_latent = log N(h1; mu_p, sigma_p^2) - log N(h1; mu1, sigma1^2)
+                         + log N(h2; 0, I) - log N(h2; mu2, sigma2^2)                  (K, B)
+                         (the h2 pair replaced by -KL(q(h2|h1) || N(0, I)) with ``analytic_kl``)
 
-    def _log_w(self, x, eps, objective, beta):
-        r"""log w (K, B), the cache for backward, and stats; for "elbo" log p(h2) - log q(h2|h1) -> -KL."""
-        D1 = self.h1_dim
-        hq1, c_q1 = self.q1.forward(x)                                  # (B, 2 D1)
-        mu1, lv1 = self._split(hq1)
-        h1, c_r1 = G.reparameterize_forward(mu1, lv1, eps[..., :D1])    # (K, B, D1)
-        hq2, c_q2 = self.q2.forward(h1)                                 # (K, B, 2 D2)
-        mu2, lv2 = self._split(hq2)
-        h2, c_r2 = G.reparameterize_forward(mu2, lv2, eps[..., D1:])    # (K, B, D2)
-        hp1, c_p1 = self.p1.forward(h2)                                 # (K, B, 2 D1)
-        mup, lvp = self._split(hp1)
-        out, c_px = self.px.forward(h1)                                 # (K, B, O)
-
-        log_px, c_lik = self.likelihood.forward(x, out)                 # (K, B)
-        log_p1, c_lp1 = G.log_normal_forward(h1, mup, lvp)              # log p(h1|h2)
-        log_q1, c_lq1 = G.log_normal_forward(h1, mu1, lv1)              # log q(h1|x)
-        cache = dict(objective=objective, beta=beta, q1=c_q1, r1=c_r1, q2=c_q2, r2=c_r2,
-                     p1=c_p1, px=c_px, lik=c_lik, lp1=c_lp1, lq1=c_lq1)
-        if objective == "elbo":                                          # h2 in closed form
-            kl2, cache["kl2"] = G.kl_normal_std_forward(mu2, lv2)        # (K, B)
-            latent = log_p1 - log_q1 - kl2
-        else:
-            log_p2, cache["lp2"] = G.log_std_normal_forward(h2)
-            log_q2, cache["lq2"] = G.log_normal_forward(h2, mu2, lv2)
-            latent = log_p1 + log_p2 - log_q1 - log_q2
-        log_w = log_px + beta * latent                                   # (K, B)
-        stats = {"kl": -latent.mean(), "recon": -log_px.mean()}
-        return log_w, cache, stats
-
-    def backward(self, dbound, cache):
-        r"""Gradients of sum_b dbound_b L(x_b), the forward in reverse.
-
-        1. objective:  dlog_w (K, B); dlog p(x|h1) = dlog_w, d(latent terms) = +-beta dlog_w
-        2. p(x|h1):    dout -> px backward -> dh1
-        3. p(h1|h2):   dh1, dmup, dlvp -> p1 backward -> dh2
-        4. q(h1|x):    dh1 += dz part; dmu1, dlv1 from the density
-        5. h2 terms:   [elbo] dmu2, dlv2 from -KL;  [else] dh2 += from log p(h2) and log q(h2|h1),
-                       dmu2, dlv2 from log q(h2|h1)
-        6. h2 = mu2 + sigma2 eps2:  dmu2 += dh2,  dlv2 += dh2 eps2 sigma2 / 2  -> q2 backward -> dh1
-        7. h1 = mu1 + sigma1 eps1:  dmu1 += sum_K dh1, dlv1 += sum_K dh1 eps1 sigma1 / 2 -> q1 backward
+        Returns ``(log_px, log_latent, cache)``; the cache holds, besides what the backward needs,
+        ``"h1"``, ``"mu1"``, ``"logvar1"``, ``"h2"``, ``"mu2"``, ``"logvar2"``, ``"mu_p"``,
+        ``"logvar_p"`` for a reader of the latent layers.
         """
-        xp, beta = self.xp, cache["beta"]
-        if cache["objective"] == "iwae":
-            dlog_w = obj.iwae_backward(dbound, cache["obj"])
-        else:
-            dlog_w = obj.mc_elbo_backward(dbound, cache["obj"])
-        d_lat = beta * dlog_w                                             # (K, B)
+        D1 = self.h1_dim
+        hq1, q1 = self.q1.forward(x)                                      # (B, 2 D1)
+        mu1, logvar1 = G.split(hq1)
+        h1, r1 = G.reparameterize_forward(mu1, logvar1, eps[..., :D1])    # (K, B, D1)
+        hq2, q2 = self.q2.forward(h1)                                     # (K, B, 2 D2)
+        mu2, logvar2 = G.split(hq2)
+        h2, r2 = G.reparameterize_forward(mu2, logvar2, eps[..., D1:])    # (K, B, D2)
+        hp1, p1 = self.p1.forward(h2)                                     # (K, B, 2 D1)
+        mu_p, logvar_p = G.split(hp1)
+        out, px = self.px.forward(h1)                                     # (K, B, O)
 
-        dh1, g_px = self.px.backward(self.likelihood.backward(dlog_w, cache["lik"]), cache["px"])
-        dh1_p, dmup, dlvp = G.log_normal_backward(d_lat, cache["lp1"])
-        dh2, g_p1 = self.p1.backward(xp.concatenate([dmup, dlvp], axis=-1), cache["p1"])
+        log_px, lik = self.likelihood.forward(x, out)                     # (K, B)
+        log_p1, lp1 = G.log_normal_forward(h1, mu_p, logvar_p)            # log p(h1|h2)
+        log_q1, lq1 = G.log_normal_forward(h1, mu1, logvar1)              # log q(h1|x)
+        cache = dict(q1=q1, r1=r1, q2=q2, r2=r2, p1=p1, px=px, lik=lik, lp1=lp1, lq1=lq1,
+                     h1=h1, mu1=mu1, logvar1=logvar1, h2=h2, mu2=mu2, logvar2=logvar2,
+                     mu_p=mu_p, logvar_p=logvar_p)
+        # log p(h2) - log q(h2|h1), or -KL(q(h2|h1) || N(0, I)) in closed form     (K, B)
+        ratio2, cache["latent2"] = G.std_normal_log_ratio_forward(h2, mu2, logvar2, analytic_kl)
+        log_latent = log_p1 - log_q1                                      # (K, B)
+        log_latent += ratio2
+        return log_px, log_latent, cache
+
+    def log_weight_backward(self, dlog_px, dlog_latent, cache):
+        r"""Gradients of sum dlog_px * log_px + sum dlog_latent * log_latent, the forward in reverse.
+
+        1. p(x|h1):     dout -> px backward -> dh1
+        2. p(h1|h2):    dh1, dmu_p, dlogvar_p from dlog_latent -> p1 backward -> dh2
+        3. q(h1|x):     dh1 += from -dlog_latent at the sample; dmu1, dlogvar1 from the density
+        4. h2 terms:    [closed form]  dmu2, dlogvar2 from -KL
+                        [sampled]      dh2 += from log p(h2) and log q(h2|h1); dmu2, dlogvar2
+                        (:func:`minivae.gaussian.std_normal_log_ratio_backward`, as the VAE's z)
+        5. h2 = mu2 + sigma2 eps2:  dmu2 += dh2,  dlogvar2 += dh2 eps2 sigma2 / 2  -> q2 -> dh1
+        6. h1 = mu1 + sigma1 eps1:  dmu1 += sum_K dh1, dlogvar1 += sum_K dh1 eps1 sigma1 / 2 -> q1
+        """
+        dh1, g_px = self.px.backward(self.likelihood.backward(dlog_px, cache["lik"]), cache["px"])
+        dh1_p, dmu_p, dlogvar_p = G.log_normal_backward(dlog_latent, cache["lp1"])
+        dh2, g_p1 = self.p1.backward(G.join(dmu_p, dlogvar_p), cache["p1"])
         dh1 += dh1_p
-        dh1_q, dmu1, dlv1 = G.log_normal_backward(-d_lat, cache["lq1"])
+        dh1_q, dmu1, dlogvar1 = G.log_normal_backward(-dlog_latent, cache["lq1"])
         dh1 += dh1_q
 
-        if cache["objective"] == "elbo":
-            dmu2, dlv2 = G.kl_normal_std_backward(-d_lat, cache["kl2"])
-        else:
-            dh2 += G.log_std_normal_backward(d_lat, cache["lp2"])
-            dh2_q, dmu2, dlv2 = G.log_normal_backward(-d_lat, cache["lq2"])
-            dh2 += dh2_q
-        dmu2_r, dlv2_r = G.reparameterize_backward(dh2, cache["r2"])
-        dh1_q2, g_q2 = self.q2.backward(xp.concatenate([dmu2 + dmu2_r, dlv2 + dlv2_r], axis=-1),
-                                        cache["q2"])
+        dh2_latent, dmu2, dlogvar2 = G.std_normal_log_ratio_backward(dlog_latent, cache["latent2"])
+        if dh2_latent is not None:                                        # sampled: through h2 too
+            dh2 += dh2_latent
+        dmu2_r, dlogvar2_r = G.reparameterize_backward(dh2, cache["r2"])
+        dh1_q2, g_q2 = self.q2.backward(G.join(dmu2 + dmu2_r, dlogvar2 + dlogvar2_r), cache["q2"])
         dh1 += dh1_q2
-        dmu1_r, dlv1_r = G.reparameterize_backward(dh1, cache["r1"])
-        _, g_q1 = self.q1.backward(xp.concatenate([dmu1 + dmu1_r, dlv1 + dlv1_r], axis=-1),
-                                   cache["q1"], need_dx=False)
+        dmu1_r, dlogvar1_r = G.reparameterize_backward(dh1, cache["r1"])
+        _, g_q1 = self.q1.backward(G.join(dmu1 + dmu1_r, dlogvar1 + dlogvar1_r), cache["q1"],
+                                   need_dx=False)
+        return {**self._named("q1", g_q1), **self._named("q2", g_q2),
+                **self._named("p1", g_p1), **self._named("px", g_px)}
 
-        grads = {}
-        for net, g in (("q1", g_q1), ("q2", g_q2), ("p1", g_p1), ("px", g_px)):
-            grads.update({f"{net}.{n}": v for n, v in g.items()})
-        return grads
+    def latent_layers(self, cache):
+        """[h1, h2] from a ``log_weight_terms`` cache: q(h1|x) with its prior p(h1|h2), q(h2|h1)."""
+        return [LatentLayer("h1", cache["mu1"], cache["logvar1"], cache["h1"],
+                            (cache["mu_p"], cache["logvar_p"])),
+                LatentLayer("h2", cache["mu2"], cache["logvar2"], cache["h2"])]
+
+    def score_backward(self, dlog_q, cache):
+        r"""Gradients of q1 and q2 of sum dlog_q * log q(h1, h2 | x) with h1 and h2 held fixed.
+
+        log q(h1, h2 | x) = log q(h1|x) + log q(h2|h1): each density's derivative in its own mean
+        and log-variance at the fixed sample; the dh1 that q2's backward returns is dropped (h1 is
+        held fixed), as is every dh.  Needs the cache of ``log_weight_terms(..., analytic_kl=False)``.
+        """
+        _, dmu1, dlogvar1 = G.log_normal_backward(dlog_q, cache["lq1"])
+        _, lq2 = cache["latent2"]                                         # log q(h2|h1)'s cache
+        _, dmu2, dlogvar2 = G.log_normal_backward(dlog_q, lq2)
+        _, g_q2 = self.q2.backward(G.join(dmu2, dlogvar2), cache["q2"], need_dx=False)
+        _, g_q1 = self.q1.backward(G.join(dmu1, dlogvar1), cache["q1"], need_dx=False)
+        return {**self._named("q1", g_q1), **self._named("q2", g_q2)}

@@ -1,9 +1,6 @@
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
-
-from minivae.backend import cupy_available
 
 # 25 examples per property by default; MINIVAE_HYPOTHESIS=thorough for 300.  Under CI the
 # examples are derandomized (the same every run), so a submission's result never depends on luck.
@@ -14,15 +11,6 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
 settings.register_profile("thorough", deadline=None, max_examples=300,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("MINIVAE_HYPOTHESIS", "ci" if os.environ.get("CI") else "default"))
-
-_HAS_GPU = cupy_available()
-
-# Every backend-aware test runs on NumPy, and on CuPy (marked gpu) where CuPy sees a GPU.
-BACKENDS = [
-    "numpy",
-    pytest.param("cupy", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not _HAS_GPU, reason="needs CuPy and a GPU")]),
-]
 
 
 def pytest_configure(config):

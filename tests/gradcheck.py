@@ -6,7 +6,8 @@ backward returns for input ``a`` given ``dy``.  We estimate it entry by entry wi
 
     dS/da_i ~ (S(a + h e_i) - S(a - h e_i)) / 2h          (error O(h^2)),
 
-perturbing copies of the inputs, never the originals.
+perturbing copies of the inputs, never the originals (a model's parameters are perturbed in place
+and restored exactly).
 """
 from __future__ import annotations
 
@@ -24,23 +25,74 @@ def scalar(outputs, dys) -> float:
     return float(sum(float((to_host(y) * to_host(dy)).sum()) for y, dy in zip(outputs, dys)))
 
 
-def numeric_grads(fn, inputs: dict, dys, wrt, h: float = 1e-6) -> dict:
-    """Finite-difference dS/d inputs[name] for each name in ``wrt``; fn(**inputs) -> output(s)."""
-    work = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in inputs.items()}
+def central_differences(arrays: dict, value, h: float = 1e-6) -> dict:
+    """dvalue/d arrays[name], entry by entry, for every array in ``arrays``; ``value()`` -> float.
+
+    The one finite-difference routine: each entry of each array is moved to a + h and a - h in
+    place, ``value`` is called, and the entry is put back exactly as it was.
+    """
     grads = {}
-    for name in wrt:
-        a = work[name]
+    for name, a in arrays.items():
         g = np.zeros(a.shape)
         for idx in np.ndindex(*a.shape):
             old = float(a[idx])
             a[idx] = old + h
-            s_plus = scalar(as_tuple(fn(**work)), dys)
+            plus = value()
             a[idx] = old - h
-            s_minus = scalar(as_tuple(fn(**work)), dys)
+            minus = value()
             a[idx] = old
-            g[idx] = (s_plus - s_minus) / (2 * h)
+            g[idx] = (plus - minus) / (2 * h)
         grads[name] = g
     return grads
+
+
+def numeric_grads(fn, inputs: dict, dys, wrt, h: float = 1e-6) -> dict:
+    """Finite-difference dS/d inputs[name] for each name in ``wrt``; fn(**inputs) -> output(s).
+
+    The inputs are copied first, so the caller's arrays are never touched."""
+    work = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in inputs.items()}
+    return central_differences({name: work[name] for name in wrt},
+                               lambda: scalar(as_tuple(fn(**work)), dys), h)
+
+
+def numeric_param_grads(model, loss, h: float = 1e-6) -> dict:
+    """Finite-difference d loss() / d parameter for every parameter of ``model`` (moved in place and
+    restored); ``loss()`` returns a scalar (host or device)."""
+    return central_differences(model.params, lambda: float(loss()), h)
+
+
+def check_loss_gradients(model, objective, likelihood, k, b, beta, rng, label=""):
+    """The whole-model gradient check: loss_and_grads against central differences of its loss.
+
+    Draws x (b, x_dim) for ``likelihood`` and eps (k, b, eps_dim) in float64 from ``rng``; checks
+    every parameter's gradient (shape, dtype, value) and that x, eps and the parameters are
+    unmodified."""
+    be = model.backend
+    x = be.asarray(draw_x(rng, likelihood, b, model.x_dim), np.float64)
+    eps = be.asarray(rng.standard_normal((k, b, model.eps_dim)), np.float64)
+    x0, eps0 = to_host(x).copy(), to_host(eps).copy()
+    params0 = {n: to_host(p).copy() for n, p in model.params.items()}
+
+    _, grads, _ = model.loss_and_grads(x, objective, k, beta, eps=eps)
+    assert set(grads) == set(model.params)
+    for n, p in model.params.items():
+        assert grads[n].shape == p.shape and grads[n].dtype == np.float64
+        np.testing.assert_array_equal(to_host(p), params0[n])      # nothing updated in place
+    np.testing.assert_array_equal(to_host(x), x0)
+    np.testing.assert_array_equal(to_host(eps), eps0)
+
+    numeric = numeric_param_grads(
+        model, lambda: model.loss_and_grads(x, objective, k, beta, eps=eps)[0])
+    for n in model.params:
+        np.testing.assert_allclose(to_host(grads[n]), numeric[n], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{label}{objective}/{likelihood}: d{n}")
+
+
+def draw_x(rng, likelihood, b, p):
+    """A batch (b, p) of data for ``likelihood``: binary pixels for Bernoulli, else in [0, 1)."""
+    if likelihood == "bernoulli":
+        return (rng.random((b, p)) < 0.5).astype(float)
+    return rng.random((b, p))
 
 
 def assert_grads_close(analytic: dict, numeric: dict, rtol=1e-5, atol=1e-6):

@@ -1,4 +1,4 @@
-"""The real MNIST files for tests: found through MINIVAE_DATA (CI points it at ../shared/datasets)."""
+"""The real MNIST files for tests: found through MINIVAE_DATA (CI sets it) or minivae's download cache."""
 import functools
 import os
 from pathlib import Path
@@ -9,11 +9,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def data_root() -> Path | None:
-    """A folder holding mnist/: $MINIVAE_DATA, ../shared/datasets, or minivae's download cache."""
+    """A folder holding mnist/: $MINIVAE_DATA, or minivae's download cache."""
     from minivae.data import cache_dir
     env = os.environ.get("MINIVAE_DATA")
-    for root in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets",
-                                                cache_dir("mnist").parent]:
+    for root in ([Path(env)] if env else []) + [cache_dir("mnist").parent]:
         if (root / "mnist").is_dir():
             return root.resolve()
     return None

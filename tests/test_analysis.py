@@ -7,13 +7,14 @@ from hypothesis import given, strategies as st
 
 from minivae import VAE, TwoLayerVAE, to_host
 from minivae.analysis import (attribute_vector, dequantize, describe_units, interpolate,
-                              kl_per_dimension, main, mean_encoding, quantile_split,
+                              kl_per_dimension, mean_encoding, quantile_split,
                               sigma_for_r_loss_factor, stroke_thickness, unit_statistics)
 from minivae.backend import get_backend
 from minivae.checkpoint import save_checkpoint
+from minivae.commands import analysis_main
 from minivae.evaluate import latent_mean_variances
 from minivae.likelihoods import GaussianFixed
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 from tests.realdata import data_root, mnist
 
 
@@ -105,8 +106,8 @@ def test_two_layer_unit_kls_sum_to_the_elbos_kl_for_the_same_noise(backend):
     model = random_two_layer(backend)
     xp = model.xp
     x = xp.asarray(np.random.default_rng(1).integers(0, 2, (7, 6)), dtype=xp.float64)
-    stats = unit_statistics(model, x, n_samples=4, rng=model.backend.generator(11))
-    eps = model.draw_eps(4, 7, model.backend.generator(11))
+    stats = unit_statistics(model, x, n_samples=4, rng=model.backend.generator("unit_statistics", 11))
+    eps = model.draw_eps(4, 7, model.backend.generator("unit_statistics", 11))
     _, _, elbo_stats = model.forward(x, "elbo", k=4, eps=eps)
     assert [s["kl"].shape for s in stats] == [(3,), (2,)]
     assert stats[0]["kl"].sum() + stats[1]["kl"].sum() == pytest.approx(float(elbo_stats["kl"]),
@@ -155,17 +156,17 @@ def test_command_line_describes_each_layer(tmp_path, capsys):
     model = TwoLayerVAE(h1_dim=4, h2_dim=2, x_hidden=(8,), h_hidden=(4,), seed=0)
     path = save_checkpoint(tmp_path / "c.npz", model, None, {"dataset": "mnist"})
     args = ["--n", "30", "--samples", "3", "--data-dir", str(data_root()), "--offline"]
-    assert main([str(path), *args, "--per-unit"]) == 0
+    assert analysis_main([str(path), *args, "--per-unit"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "mnist test, 30 images:"
     assert out[1].startswith("h1 (4 units): ") and out[2].startswith("h2 (2 units): ")
     assert len(out) == 3 + (1 + 4) + (1 + 2)                   # a header and a row per unit
-    assert main([str(path), *args[:-1], "--samples", "1"]) == 2
+    assert analysis_main([str(path), *args[:-1], "--samples", "1"]) == 2
     assert "n_samples must be at least 2" in capsys.readouterr().err
-    assert main([str(tmp_path / "nope.npz")]) == 2
+    assert analysis_main([str(tmp_path / "nope.npz")]) == 2
     assert "No checkpoint at" in capsys.readouterr().err
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
-    assert main([str(tmp_path / "bad.npz"), *args]) == 2
+    assert analysis_main([str(tmp_path / "bad.npz"), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
 
@@ -298,7 +299,7 @@ def test_dequantize_spreads_each_grey_level_over_its_bin(backend):
     be = get_backend(backend)
     k = np.random.default_rng(6).integers(0, 256, size=(50, 784))
     x = be.asarray(k / 255, np.float32)                          # what load_dataset returns
-    xq = dequantize(x, be.generator(7))
+    xq = dequantize(x, be.generator("figures"))
     lo = be.asarray(k / 256, np.float32)
     assert xq.dtype == x.dtype and xq.shape == x.shape
     assert bool((xq >= lo).all()) and bool((xq <= lo + 1 / 256).all())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minivae import backend as B
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 
 
 def test_numpy_backend_has_a_seeded_generator_and_host_copies():

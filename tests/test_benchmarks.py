@@ -16,7 +16,7 @@ from tests.realdata import REPO, data_root, mnist
 
 def test_flop_count_of_the_pytorch_examples_vae_matches_the_reference():
     # 784-400-20: forward 2(784*400 + 400*40 + 20*400 + 400*784), backward twice that less the
-    # encoder input layer's dx: about 3.3 MFLOP per example per step (shared/REFERENCE.md).
+    # encoder input layer's dx: about 3.3 MFLOP per example per step (docs/reference.md).
     flops, bound = flops_and_bound(plan(BY_ID["a"]), {})
     per_example = flops / N_TRAIN
     mac = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784

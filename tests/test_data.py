@@ -1,8 +1,8 @@
 """Tests for minivae.data: IDX parsing, the search order, downloads, loading, binarisation.
 
 The real MNIST / Fashion-MNIST files are found through ``MINIVAE_DATA`` (a folder holding
-``mnist/`` and ``fashion-mnist/``; a relative path is taken from the repository root), else
-``<repo>/../shared/datasets``.  Without them these tests fail under CI and skip elsewhere.
+``mnist/`` and ``fashion-mnist/``; a relative path is taken from the repository root; CI sets
+it).  Without them these tests fail under CI and skip elsewhere.
 Everything else runs on small IDX files written here.  No test touches the network: downloads
 use ``file://`` mirrors, and sockets are switched off for every test.
 """
@@ -114,11 +114,16 @@ def tiny(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def real_root() -> Path:
     """The folder holding the real mnist/ and fashion-mnist/; fail under CI if it is missing."""
-    root = REPO / _ENV_DATA if _ENV_DATA else REPO.parent / "shared" / "datasets"
+    if not _ENV_DATA:
+        msg = "MINIVAE_DATA is not set: point it to the folder holding mnist/ and fashion-mnist/"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    root = REPO / _ENV_DATA
     if all((root / ds / f"{name}.gz").is_file() for ds in REAL for name in data.FILES):
         return root
     msg = (f"the real MNIST / Fashion-MNIST files are not under {root}: set MINIVAE_DATA to the "
-           "folder holding mnist/ and fashion-mnist/ (../shared/datasets in this project)")
+           "folder holding mnist/ and fashion-mnist/")
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)

@@ -6,7 +6,8 @@ import pytest
 
 from minivae import VAE
 from minivae.checkpoint import save_checkpoint
-from minivae.evaluate import active_units, log_likelihood, main, summarize
+from minivae.commands import evaluate_main
+from minivae.evaluate import active_units, log_likelihood, summarize
 from tests.realdata import data_root, mnist
 
 
@@ -87,21 +88,21 @@ def test_command_line_on_a_checkpoint(tmp_path, capsys):
     mnist()                                                    # fails in CI if the data is missing
     model = VAE(latent_dim=4, encoder_hidden=(16,), decoder_hidden=(16,), seed=0)
     path = save_checkpoint(tmp_path / "c.npz", model, None, {"dataset": "mnist"})
-    assert main([str(path), "--k", "10", "--n", "50", "--data-dir", str(data_root()),
-                 "--offline"]) == 0
+    assert evaluate_main([str(path), "--k", "10", "--n", "50", "--data-dir", str(data_root()),
+                          "--offline"]) == 0
     out = capsys.readouterr().out
     assert "mnist test, 50 images, k=10: NLL =" in out and "active units" in out
-    assert main([str(tmp_path / "nope.npz")]) == 2
+    assert evaluate_main([str(tmp_path / "nope.npz")]) == 2
     assert "No checkpoint at" in capsys.readouterr().err
 
 
 def test_command_line_reports_a_missing_cupy_and_a_bad_n_in_a_line(tmp_path, capsys, monkeypatch):
     path = save_checkpoint(tmp_path / "c.npz", tiny_model(), None, {"dataset": "mnist"})
     monkeypatch.setitem(sys.modules, "cupy", None)             # makes `import cupy` fail
-    assert main([str(path), "--backend", "cupy"]) == 2
+    assert evaluate_main([str(path), "--backend", "cupy"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The cupy backend needs CuPy") and "Traceback" not in err
     with pytest.raises(SystemExit) as exit_info:
-        main([str(path), "--n", "0"])
+        evaluate_main([str(path), "--n", "0"])
     assert exit_info.value.code == 2
     assert "argument --n: must be at least 1, got 0" in capsys.readouterr().err

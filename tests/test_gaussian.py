@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from minivae import gaussian as G
 from minivae.backend import get_backend, to_host
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, device_inputs,
                              numeric_grads, snapshot)
 
@@ -119,6 +119,43 @@ def test_log_std_normal_backward_matches_finite_differences(backend, k, b, d, se
     assert_unmodified(inputs, before)
     numeric = numeric_grads(lambda z: G.log_std_normal_forward(z)[0], inputs, [dlogp], ["z"])
     assert_grads_close({"z": dz}, numeric)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("closed_form", [False, True])
+@given(k=st.integers(1, 3), b=st.integers(1, 4), d=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_std_normal_log_ratio_backward_matches_finite_differences(backend, closed_form, k, b, d,
+                                                                  seed):
+    rng, mu, logvar, lead = draw(seed, k, b, d)
+    z = rng.standard_normal(lead) * 2
+    dratio = rng.standard_normal((b,) if closed_form else (k, b))
+    inputs = device_inputs(backend, z=z, mu=mu, logvar=logvar)
+    before = snapshot(inputs)
+    ratio, cache = G.std_normal_log_ratio_forward(closed_form=closed_form, **inputs)
+    dz, dmu, dlogvar = G.std_normal_log_ratio_backward(
+        get_backend(backend).asarray(dratio, np.float64), cache)
+    assert ratio.shape == dratio.shape and dmu.shape == (b, d) and dlogvar.shape == (b, d)
+    assert_unmodified(inputs, before)
+    wrt = ["mu", "logvar"] if closed_form else ["z", "mu", "logvar"]
+    numeric = numeric_grads(lambda **a: G.std_normal_log_ratio_forward(closed_form=closed_form,
+                                                                       **a)[0],
+                            inputs, [dratio], wrt)
+    if closed_form:
+        assert dz is None                                     # -KL does not depend on a sample
+    assert_grads_close({"z": dz, "mu": dmu, "logvar": dlogvar}, numeric)
+
+
+def test_std_normal_log_ratio_is_log_p_minus_log_q_and_averages_to_minus_kl():
+    rng = np.random.default_rng(4)
+    mu, logvar = rng.standard_normal((2, 3, 2))
+    z, _ = G.reparameterize_forward(mu, logvar, rng.standard_normal((200_000, 3, 2)))
+    ratio, _ = G.std_normal_log_ratio_forward(z, mu, logvar)
+    np.testing.assert_allclose(ratio, G.log_std_normal_forward(z)[0]
+                               - G.log_normal_forward(z, mu, logvar)[0], rtol=1e-12)
+    closed, _ = G.std_normal_log_ratio_forward(z, mu, logvar, closed_form=True)
+    np.testing.assert_allclose(closed, -G.kl_normal_std_forward(mu, logvar)[0], rtol=1e-12)
+    se = ratio.std(0) / np.sqrt(ratio.shape[0])
+    assert np.all(np.abs(ratio.mean(0) - closed) < 5 * se)
 
 
 def test_log_densities_match_the_univariate_formula():

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -84,10 +85,9 @@ def test_the_report_names_every_budget_a_run_trained_under():
     spec = importlib.util.spec_from_file_location("iwae_vs_vae", path)
     experiment = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(experiment)
-    cfg = TrainConfig(schedule="iwae", epochs=3280, minutes=1800,
-                      extra={"schedules": [[0, "exp"], [18, "iwae"]],
-                             "budgets": [[0, 1200], [1009, 1800]]})
-    assert experiment.schedule_text(cfg) == ("exp for passes 1-18, then iwae over 3280 passes, "
+    cfg = TrainConfig(schedule="iwae", epochs=3280, minutes=1800)
+    record = {"schedules": [[0, "exp"], [18, "iwae"]], "budgets": [[0, 1200], [1009, 1800]]}
+    assert experiment.schedule_text(cfg, record) == ("exp for passes 1-18, then iwae over 3280 passes, "
                                              "1200-minute budget, then 1800-minute budget from "
                                              "pass 1010")
     assert experiment.schedule_text(TrainConfig(schedule="iwae", epochs=3280, minutes=1200)) == (
@@ -114,4 +114,20 @@ def test_a_parameters_only_checkpoint_resumes_with_a_fresh_adam_and_the_report_s
     assert result["passes"] == 3
     assert result["schedule"] == "iwae over 3 passes, Adam restarted at pass 2"
     _, optimizer, state = load_checkpoint(path)
-    assert state["config"]["extra"]["adam_restarts"] == [1] and optimizer.t > 0
+    assert state["campaign"]["adam_restarts"] == [1] and optimizer.t > 0
+
+
+def test_a_shipped_checkpoint_resumes_with_its_record(tmp_path):
+    mnist()
+    out = tmp_path / "iwae"
+    (out / "iwae-2-50").mkdir(parents=True)
+    shutil.copy(REPO / "checkpoints" / "iwae-2-50.npz", out / "iwae-2-50" / "checkpoint.npz")
+    r = run(out, "--runs", "iwae-2-50", "--resume", passes=1566)   # one pass more than it has
+    assert r.returncode == 0, r.stderr
+    assert "resuming after pass 1565" in r.stdout and "no Adam state" in r.stdout
+    result = json.loads((out / "results.json").read_text())[0]
+    assert result["passes"] == 1566 and result["schedule"] == (
+        "iwae over 1566 passes, Adam restarted at pass 746, Adam restarted at pass 1566")
+    _, _, state = load_checkpoint(out / "iwae-2-50" / "checkpoint.npz", with_optimizer=False)
+    assert "extra" not in state["config"]                  # the record moved out of the config
+    assert state["campaign"] == {"adam_restarts": [745, 1565]}

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 
 from minivae.backend import get_backend, to_host
 from minivae.layers import ACTIVATIONS, MLP, Dense, make_activation, sigmoid, softplus
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, device_inputs,
                              numeric_grads, snapshot)
 

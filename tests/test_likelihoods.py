@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from minivae.backend import get_backend
 from minivae.likelihoods import Bernoulli, GaussianFixed, GaussianLearned, make_likelihood
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, device_inputs,
                              numeric_grads, snapshot)
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minivae.backend import cupy_available, get_backend, to_host
+from minivae.backend import get_backend, to_host
 from minivae.model import VAE
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS, needs_gpu
+from tests.gradcheck import check_loss_gradients, draw_x
 
 
 def small_model(backend="numpy", likelihood="bernoulli", activation="tanh", seed=0, x_dim=5,
@@ -15,29 +16,6 @@ def small_model(backend="numpy", likelihood="bernoulli", activation="tanh", seed
     return VAE(x_dim=x_dim, latent_dim=latent_dim, encoder_hidden=(4,), decoder_hidden=(3,),
                activation=activation, likelihood=likelihood, dtype=dtype, seed=seed,
                backend=backend)
-
-
-def draw_x(rng, likelihood, b, p):
-    if likelihood == "bernoulli":
-        return (rng.random((b, p)) < 0.5).astype(float)
-    return rng.random((b, p))
-
-
-def numeric_param_grads(model, loss, h=1e-6):
-    """Central differences of loss() with respect to every parameter (perturbed in place)."""
-    grads = {}
-    for name, p in model.params.items():
-        g = np.zeros(p.shape)
-        for idx in np.ndindex(*p.shape):
-            old = float(p[idx])
-            p[idx] = old + h
-            plus = float(loss())
-            p[idx] = old - h
-            minus = float(loss())
-            p[idx] = old
-            g[idx] = (plus - minus) / (2 * h)
-        grads[name] = g
-    return grads
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -50,27 +28,8 @@ def numeric_param_grads(model, loss, h=1e-6):
 def test_model_gradients_match_finite_differences(backend, objective, likelihood, k, b, beta, seed):
     if objective == "iwae" and k == 1:
         k = 3                                                 # the importance-weighted case, k > 1
-    rng = np.random.default_rng(seed)
     model = small_model(backend, likelihood, seed=seed % 1000)
-    be = model.backend
-    x = be.asarray(draw_x(rng, likelihood, b, model.x_dim), np.float64)
-    eps = be.asarray(rng.standard_normal((k, b, model.latent_dim)), np.float64)
-    x0, eps0 = to_host(x).copy(), to_host(eps).copy()
-    params0 = {n: to_host(p).copy() for n, p in model.params.items()}
-
-    loss, grads, stats = model.loss_and_grads(x, objective, k, beta, eps=eps)
-    assert set(grads) == set(model.params)
-    for n, p in model.params.items():
-        assert grads[n].shape == p.shape and grads[n].dtype == np.float64
-        np.testing.assert_array_equal(to_host(p), params0[n])      # nothing updated in place
-    np.testing.assert_array_equal(to_host(x), x0)
-    np.testing.assert_array_equal(to_host(eps), eps0)
-
-    numeric = numeric_param_grads(
-        model, lambda: model.loss_and_grads(x, objective, k, beta, eps=eps)[0])
-    for n in model.params:
-        np.testing.assert_allclose(to_host(grads[n]), numeric[n], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{objective}/{likelihood}: d{n}")
+    check_loss_gradients(model, objective, likelihood, k, b, beta, np.random.default_rng(seed))
 
 
 def test_loss_is_the_negative_mean_bound_and_deterministic_given_eps():
@@ -227,7 +186,7 @@ def test_load_params_copies_in_place_and_output_bias_init():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a GPU")
+@needs_gpu
 @pytest.mark.parametrize("objective", ["elbo", "mc_elbo", "iwae"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_numpy_and_cupy_give_the_same_loss_and_gradients(objective, dtype):

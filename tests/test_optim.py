@@ -4,7 +4,7 @@ import pytest
 
 from minivae.backend import get_backend, to_host
 from minivae.optim import SGD, Adagrad, Adam, make_optimizer
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 
 
 def run_steps(opt, p0, grads):

@@ -11,7 +11,7 @@ from matplotlib.image import imread  # noqa: E402
 from minivae import plots  # noqa: E402
 from minivae.backend import to_host  # noqa: E402
 from minivae.model import VAE  # noqa: E402
-from tests.conftest import BACKENDS  # noqa: E402
+from tests.backends import BACKENDS  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_BYTES = 150_000
@@ -167,6 +167,49 @@ def test_plot_interpolations(tmp_path):
     with pytest.raises(ValueError, match="6 rows"):
         plots.plot_interpolations(tiny_model(5), random_images(6), tmp_path / "i.png",
                                   pairs=((0, 6),))
+
+
+def test_plot_interpolations_along_great_circles_with_row_labels(tmp_path):
+    path = plots.plot_interpolations(tiny_model(5), random_images(4), tmp_path / "slerp.png",
+                                     pairs=((0, 1), (2, 3)), steps=5, method="spherical",
+                                     row_labels=["7\u21922", "1\u21920"], title="spherical")
+    assert 2.0 < aspect(read_png(path)) < 4.5               # 7 tiles by 2
+    with pytest.raises(ValueError, match="Unknown interpolation"):
+        plots.plot_interpolations(tiny_model(5), random_images(2), tmp_path / "i.png",
+                                  pairs=((0, 1),), method="cubic")
+
+
+def test_labelled_grid_with_column_labels_and_a_set_margin(tmp_path):
+    tiles = random_images(6).reshape(2, 3, 784)
+    narrow = read_png(plots.labelled_grid(tiles, tmp_path / "a.png", ["a", "b"], "t"))
+    wide = read_png(plots.labelled_grid(tiles, tmp_path / "b.png", ["a", "b"], "t",
+                                        col_labels=["x", "y", "z"], left=150))
+    assert wide.shape[1] > narrow.shape[1] and wide.shape[0] > narrow.shape[0]
+
+
+def test_plot_kl_per_unit(tmp_path):
+    kls = [np.array([0.0, 2.5, 0.01, 1.0]), np.array([3.0, 0.0, 0.0, 0.0])]
+    variances = [np.array([0.0, 0.5, 0.001, 0.2]), np.array([0.9, 0.0, 0.0, 0.0])]
+    path = plots.plot_kl_per_unit(kls, variances, ["beta = 1", "beta = 4"], tmp_path / "kl.png")
+    assert 1.5 < aspect(read_png(path)) < 2.5               # two panels side by side
+
+
+def test_plot_learned_std(tmp_path):
+    x = random_images(4)
+    m = x * 0.9
+    logvar = np.log(np.full_like(x, 0.01)) + np.random.default_rng(1).normal(size=x.shape)
+    path = plots.plot_learned_std(x, m, logvar.astype(np.float32), tmp_path / "std.png")
+    assert 0.5 < aspect(read_png(path)) < 2.0
+
+
+def test_plot_gradient_variance(tmp_path):
+    def stats(v):
+        return {"total_variance": v, "snr": 1 / v}
+    rows = [{"k": 1, "reparameterization": stats(4.0), "score_function": stats(400.0)},
+            {"k": 10, "reparameterization": stats(0.4), "score_function": stats(40.0),
+             "score_function_baseline": stats(4.0)}]
+    path = plots.plot_gradient_variance(rows, tmp_path / "gv.png", repeats=20)
+    assert 2.0 < aspect(read_png(path)) < 3.0
 
 
 def test_plot_training_curves(tmp_path):

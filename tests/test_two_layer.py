@@ -7,8 +7,8 @@ from minivae.backend import to_host
 from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.evaluate import active_units_per_layer, log_likelihood
 from minivae.two_layer import TwoLayerVAE
-from tests.conftest import BACKENDS
-from tests.test_model import draw_x, numeric_param_grads
+from tests.backends import BACKENDS
+from tests.gradcheck import check_loss_gradients, draw_x
 
 
 def small(backend="numpy", likelihood="bernoulli", seed=0, h1=2, h2=2, x_dim=4, dtype="float64"):
@@ -25,20 +25,9 @@ def small(backend="numpy", likelihood="bernoulli", seed=0, h1=2, h2=2, x_dim=4, 
 def test_two_layer_gradients_match_finite_differences(backend, objective, likelihood, k, b, beta, seed):
     if objective == "iwae" and k == 1:
         k = 3
-    rng = np.random.default_rng(seed)
     model = small(backend, likelihood, seed=seed % 1000)
-    be = model.backend
-    x = be.asarray(draw_x(rng, likelihood, b, model.x_dim), np.float64)
-    eps = be.asarray(rng.standard_normal((k, b, model.eps_dim)), np.float64)
-    x0, eps0 = to_host(x).copy(), to_host(eps).copy()
-    loss, grads, _ = model.loss_and_grads(x, objective, k, beta, eps=eps)
-    assert set(grads) == set(model.params)
-    np.testing.assert_array_equal(to_host(x), x0)
-    np.testing.assert_array_equal(to_host(eps), eps0)
-    numeric = numeric_param_grads(model, lambda: model.loss_and_grads(x, objective, k, beta, eps=eps)[0])
-    for n in model.params:
-        np.testing.assert_allclose(to_host(grads[n]), numeric[n], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{objective}: d{n}")
+    check_loss_gradients(model, objective, likelihood, k, b, beta, np.random.default_rng(seed),
+                         label="two layers: ")
 
 
 def test_iwae_at_k1_equals_mc_elbo_and_log_weights_agree():
@@ -70,7 +59,7 @@ def exact_log_px_two_layer(model, x, n=1201, half_width=20.0):
     dt = t[1] - t[0]
     h1 = t[:, None, None]                                           # (n, 1, 1)
     log_px_h1, _ = model.likelihood.forward(x, model.px.forward(h1)[0])          # (n, B)
-    mup, lvp = model._split(model.p1.forward(t[:, None])[0])        # (n2, 1) each
+    mup, lvp = model.prior_h1(t[:, None])                            # (n2, 1) each
     log_p_h1_h2 = -0.5 * (np.log(2 * np.pi) + lvp.T + (t[:, None] - mup.T) ** 2 * np.exp(-lvp.T))
     log_p_h2 = -0.5 * (np.log(2 * np.pi) + t ** 2)                   # (n2,)
     log_f = log_px_h1[:, None, :] + (log_p_h1_h2 + log_p_h2[None, :])[:, :, None]  # (n1, n2, B)
