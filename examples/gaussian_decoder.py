@@ -10,11 +10,9 @@ Two VAEs with the same encoder and the same decoder body, trained on grey levels
     log-variance v for every pixel (``likelihood="gaussian_learned"``);
 (b) fixed variance:    p(x|z) = N(x; m(z), sigma^2 I), which is the squared-error loss of the Keras
     book (Foster, "Generative Deep Learning"),  loss = r * (1/P) sum_p (x_p - m_p)^2 + KL,  with
-    r = ``--r-loss-factor``.  Since
-
-        -log N(x; m, sigma^2 I) = 1/(2 sigma^2) sum_p (x_p - m_p)^2 + (P/2) log(2 pi sigma^2),
-
-    the two losses differ by a constant, and have the same gradients, when 1/(2 sigma^2) = r / P:
+    r = ``--r-loss-factor``.  Since -log N(x; m, sigma^2 I) is 1/(2 sigma^2) sum_p (x_p - m_p)^2 +
+    (P/2) log(2 pi sigma^2), the two losses differ by a constant, and have the same gradients, when
+    1/(2 sigma^2) = r / P (:func:`minivae.analysis.sigma_for_r_loss_factor`):
 
         sigma^2 = P / (2 r)          (P = 784, r = 1000:  sigma = 0.626)
 
@@ -25,14 +23,13 @@ Two VAEs with the same encoder and the same decoder body, trained on grey levels
 
 The learned variance has a trap.  MNIST's border pixels are exactly 0 in every image, so the
 likelihood of (a) is unbounded: v -> -infinity there, log p(x|z) -> +infinity, the loss runs off
-to -infinity and nothing else is learned.  There is no floor on v in the likelihood, so the fix is
-in the data: uniform dequantisation, x~ = (k + u) / 256 with u ~ U[0, 1) for grey level k
-(:func:`minivae.analysis.dequantize`; Theis et al. 2016).  No two images then agree exactly on any
-pixel, the density is bounded (on the border v settles near the log-variance of the noise,
-log((1/256)^2 / 12) = -13.6), and -ELBO on x~ turns into an upper bound on the discrete data's
-code length, printed in bits per pixel: (-ELBO + P log 256) / (P log 2); 8 bits is what the
-uniform density on [0, 1]^P scores.  The noise is drawn once (fixed seeds for the training and
-the test set: a fresh draw per epoch would need a hook in the trainer).  ``--no-dequantize``
+to -infinity and nothing else is learned.  The fix is in the data: uniform dequantisation,
+x~ = (k + u) / 256 with u ~ U[0, 1) for grey level k (:func:`minivae.analysis.dequantize`; Theis
+et al. 2016), bounds the density (on the border v settles near the noise's log-variance,
+log((1/256)^2 / 12) = -13.6) and makes -ELBO on x~ an upper bound on the discrete data's code
+length, printed in bits per pixel (:func:`minivae.analysis.bits_per_pixel`; the uniform density on
+[0, 1]^P scores 8).  The noise is drawn once (fixed seeds for the training and the test set: a
+fresh draw per epoch would need a hook in the trainer).  ``--no-dequantize``
 trains on the raw grey levels: within 10 epochs the runaway is slow (Adam moves v by about the
 learning rate per step), but -ELBO has no lower bound and keeps falling the longer it trains.
 
@@ -60,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import to_host
-from minivae.analysis import dequantize, sigma_for_r_loss_factor
+from minivae.analysis import bits_per_pixel, dequantize, sigma_for_r_loss_factor
 from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
                               build_vae, run, run_parser, short_training_config, training_subset,
                               write_figures, write_metrics)
@@ -89,7 +86,7 @@ def parse_args(argv=None):
 def decoder_outputs(model, z):
     """The learned decoder's mean m and log-variance v, each (B, P): out = [m, v]."""
     out, _ = model.decoder.forward(z.astype(model.dtype, copy=False))        # (B, 2P)
-    return out[:, : model.x_dim], out[:, model.x_dim:]
+    return model.likelihood.split(out)
 
 
 def summarize(name, model, sigma, history, x_test, dequantized, r=None) -> dict:
@@ -101,8 +98,8 @@ def summarize(name, model, sigma, history, x_test, dequantized, r=None) -> dict:
     row = {"decoder": name, "likelihood": model.likelihood.name, "sigma": sigma,
            "mse": mse, "test_recon": last["test_recon"], "test_kl": last["test_kl"],
            "test_nelbo": last["test_nelbo"], "active_units": active_units(model, x_test)[0],
-           "bits_per_pixel": (last["test_nelbo"] + P * math.log(256)) / (P * math.log(2))
-           if dequantized else None, "history": history}
+           "bits_per_pixel": bits_per_pixel(last["test_nelbo"], P) if dequantized else None,
+           "history": history}
     if model.likelihood.name == "gaussian_learned":
         _, v = decoder_outputs(model, mu)                                      # (2000, P)
         v = to_host(v).astype(np.float64)
@@ -175,7 +172,7 @@ def main(argv=None) -> int:
     print(f"{'decoder':<22} {'sigma':>6} {'MSE':>7} {'recon':>9} {'KL':>6} {'-ELBO':>9} "
           f"{'bits/px':>7} {'active':>6}")
     for row in rows:
-        bpp = f"{row['bits_per_pixel']:7.3f}" if row["bits_per_pixel"] is not None else "    n/a"
+        bpp = f"{row['bits_per_pixel']:7.3f}" if deq else "    n/a"
         print(f"{row['decoder']:<22} {row['sigma']:6.3f} {row['mse']:7.4f} {row['test_recon']:9.1f} "
               f"{row['test_kl']:6.1f} {row['test_nelbo']:9.1f} {bpp} "
               f"{row['active_units']:3d}/{learned.latent_dim}")

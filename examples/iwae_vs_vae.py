@@ -21,23 +21,20 @@ k=50 objective (``vae-1-1+iwae-50``), and the trained iwae-1-50 continued with t
 k=50 (``iwae-1-50+vae-50``), each at lr 1e-4 for 3^7 passes (scaled like the rest); the two are
 trained first unless OUT already holds their checkpoints.
 
-A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after every pass.
-``--resume`` continues each run that has one, with the configuration stored in it (so the
-schedule is the original run's, and training time already spent counts against the budget;
-``--passes`` or ``--minutes``, if given, replace the budget, and ``--schedule``, if given,
-switches the schedule from the next pass on; a new ``--minutes`` and a switch of schedule are both
-recorded in the report): a long run can be spread over several sessions.  Since the paper's
-stages sit at fractions of a time budget and the last (lr 1e-4) starts a third of the way in, a
-new ``--minutes`` M keeps a run in that stage if M is at most three times the training time already
-spent.  A checkpoint without Adam state (those in checkpoints/ hold parameters and history only)
-resumes too, once copied to OUT/<run>/checkpoint.npz: Adam then starts again from zero moments,
-and the report names the pass where it did.  These restarts, budgets and schedules are this
-script's own record, kept in each checkpoint under "campaign".  Writes results.json, results.md
-(minivae beside the paper) and a checkpoint per run.
+A run saves OUT/<run>/checkpoint.npz (parameters, Adam state, history) after every pass, and
+``--resume`` continues it with the configuration stored there, so a long run can be spread over
+several sessions: the schedule is the original run's, and training time already spent counts
+against the budget (``--passes`` or ``--minutes`` replace the budget, ``--schedule`` switches the
+schedule from the next pass on).  The paper's last stage (lr 1e-4) starts a third of the way into
+the budget, so a new ``--minutes`` M keeps a run in it if M is at most three times the training
+time spent.  A checkpoint without Adam state (those in checkpoints/ hold parameters and history
+only) resumes too, once copied to OUT/<run>/checkpoint.npz, with Adam's moments at zero.  Every
+budget, switch of schedule and restart of Adam is this script's own record, kept in the checkpoint
+under "campaign" and named in the report.  Writes results.json, results.md (minivae beside the
+paper) and a checkpoint per run.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -47,8 +44,8 @@ import numpy as np
 
 from minivae import VAE
 from minivae.checkpoint import CheckpointError, load_checkpoint
-from minivae.commands import (backend_and_data, run, run_parser, save_every_epoch,
-                              score_log_likelihood, train_config, training_subset, write_metrics)
+from minivae.commands import (backend_and_data, markdown_table, run, run_parser, save_every_epoch,
+                              score_log_likelihood, train_config, training_subset, update_records)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units_per_layer
 from minivae.train import IWAE_PASSES, TrainConfig, train
@@ -131,9 +128,7 @@ def hardware() -> dict:
 def resume(name, path, backend, args):
     """Continue the run saved at ``path``: (model, optimizer, cfg, start, history, record).
 
-    A budget given now (``--passes``, ``--minutes``) replaces the saved one; ``--schedule``
-    switches the schedule from the next pass on.  ``record`` is this script's bookkeeping of the
-    run ("campaign" in the checkpoint; checkpoints/*.npz keep it as their config's "extra"): the
+    ``record`` is the run's "campaign" (checkpoints/*.npz keep it as their config's "extra"): the
     passes where Adam restarted, and every budget and schedule with the pass it began at.
     """
     model, optimizer, state = load_checkpoint(path, backend)
@@ -199,20 +194,16 @@ def schedule_text(cfg, record=None) -> str:
 
 
 def markdown(results, backend_name) -> str:
-    lines = ["# minivae vs Burda et al. (2016)", "",
-             f"Protocol: {PROTOCOL}.", "",
-             f"Hardware: {hardware()}; backend {backend_name}.", "",
-             "| run | objective | layers | k | passes (schedule) | batch | minivae NLL (nats) | "
-             "paper NLL | minivae active | paper active | train wall clock |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        paper = r["paper"] or ("-", "-")
-        lines.append(f"| {r['run']} | {r['objective']} | {r['run'].split('-')[1]} | {r['k']} | "
-                     f"{r['passes']} ({r['schedule']}) | {r.get('batch_size', 20)} | "
-                     f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f} "
-                     f"(L_{r['eval_k']}, {r['eval_images']} images) | {paper[0]} | "
-                     f"{r['active_units']} | {paper[1]} | {r['train_seconds'] / 60:.1f} min |")
-    return "\n".join(lines) + "\n"
+    head = ["run", "objective", "layers", "k", "passes (schedule)", "batch", "minivae NLL (nats)",
+            "paper NLL", "minivae active", "paper active", "train wall clock"]
+    rows = [[r["run"], r["objective"], r["run"].split("-")[1], r["k"],
+             f"{r['passes']} ({r['schedule']})", r.get("batch_size", 20),
+             f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f} (L_{r['eval_k']}, {r['eval_images']} "
+             f"images)", paper[0], r["active_units"], paper[1], f"{r['train_seconds'] / 60:.1f} min"]
+            for r in results for paper in [r["paper"] or ("-", "-")]]
+    return "\n".join(["# minivae vs Burda et al. (2016)", "", f"Protocol: {PROTOCOL}.", "",
+                      f"Hardware: {hardware()}; backend {backend_name}.", "",
+                      *markdown_table(head, rows)]) + "\n"
 
 
 # ---------------------------------------------------------------- main
@@ -254,12 +245,9 @@ def main(argv=None) -> int:
             "schedule": "constant"})
         results.append(run_one(name, model, cfg, ds, x_eval, args, paper=(nll, active)))
 
-    merged = {r["run"]: r for r in (json.loads((out / "results.json").read_text())
-                                    if (out / "results.json").exists() else [])}
-    merged.update({r["run"]: {**r, "backend": be.name, "hardware": hardware(), "protocol": PROTOCOL}
-                   for r in results})
-    all_results = list(merged.values())
-    write_metrics(out / "results.json", all_results)
+    all_results = update_records(out / "results.json", [
+        {**r, "backend": be.name, "hardware": hardware(), "protocol": PROTOCOL} for r in results],
+        key="run")
     (out / "results.md").write_text(markdown(all_results, be.name))
     print(markdown(all_results, be.name))
     return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import get_backend, to_host
-from minivae.analysis import attribute_vector, quantile_split, stroke_thickness
+from minivae.analysis import attribute_vector, decode_along, quantile_split, stroke_thickness
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from minivae.commands import (add_dataset_argument, add_short_training_arguments, build_vae, run,
                               run_parser, short_training_config, train_state, training_subset,
@@ -161,11 +161,7 @@ def main(argv=None) -> int:
     idx = rows_to_show(args, ds.y_test)
     x_show = inputs(ds.x_test, args.seed)[idx]                                       # (R, P)
     weights = np.linspace(-args.max_weight, args.max_weight, args.n_weights)         # (W,)
-    mu, _ = model.encode(be.asarray(x_show, model.dtype))                            # (R, D)
-    w = be.asarray(weights, model.dtype)[None, :, None]                              # (1, W, 1)
-    z = mu[:, None, :] + w * v                                                       # (R, W, D)
-    decoded = to_host(model.decode(z.reshape(-1, model.latent_dim))).reshape(
-        len(idx), len(weights), -1)                                                  # (R, W, P)
+    decoded = to_host(decode_along(model, x_show, v, weights))                       # (R, W, P)
     what, values = measure(args, decoded, x_train, y_train, ds.classes)
     print(f"\n{'weight':>7}  {what}")
     for wt, val in zip(weights, values):

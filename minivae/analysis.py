@@ -16,11 +16,13 @@ arrays, latent vectors (:func:`attribute_vector`, :func:`interpolate`) stay on t
     describe_units(stats)               one line per layer: active units, KL, share of spread
     mean_encoding(model, x)             E_x mu(x), the mean of the encoder means             (D,)
     attribute_vector(model, x_a, x_b)   E_{x_a} mu - E_{x_b} mu                             (D,)
+    decode_along(model, x, v, weights)  decode(mu(x) + w v) for every input and weight   (R, W, P)
     stroke_thickness(x)                 2 * ink / total variation, a stroke width in pixels  (N,)
     quantile_split(values, q, groups)   the top and bottom q of values, within each group
     interpolate(z_a, z_b, steps)        linear or spherical paths from z_a to z_b          (..., S, D)
     sigma_for_r_loss_factor(r, P)       the fixed decoder sigma that a weighted squared error means
     dequantize(x, rng)                  grey levels k/255 -> (k + u)/256, u ~ U[0, 1)
+    bits_per_pixel(nelbo, P)            -ELBO on dequantised grey levels, in bits per pixel
 """
 from __future__ import annotations
 
@@ -82,6 +84,19 @@ def attribute_vector(model, x_a, x_b, batch_size: int = 1000):
     the "smile vector").  Two identical groups give v = 0.  On the model's device, model dtype.
     """
     return mean_encoding(model, x_a, batch_size) - mean_encoding(model, x_b, batch_size)
+
+
+def decode_along(model, x, v, weights):
+    r"""decode(mu(x) + w v) for every input x and weight w:  (R, W, P) on the model's device.
+
+    x (R, P) inputs, v (D,) a direction in z (e.g. :func:`attribute_vector`), weights (W,) host
+    numbers; w = 0 is the reconstruction from the encoder mean.
+    """
+    be = model.backend
+    mu, _ = model.encode(be.asarray(x, model.dtype))                                 # (R, D)
+    w = be.asarray(weights, model.dtype)[None, :, None]                              # (1, W, 1)
+    z = mu[:, None, :] + w * v                                                       # (R, W, D)
+    return model.decode(z.reshape(-1, model.latent_dim)).reshape(len(x), len(weights), -1)
 
 
 # ---------------------------------------------------------------- stochastic layers, unit by unit
@@ -322,9 +337,20 @@ def dequantize(x, rng):
     return ((k + u) / 256).astype(x.dtype)
 
 
+def bits_per_pixel(nelbo: float, n_pixels: int, levels: int = 256) -> float:
+    r"""-ELBO (nats per image) on dequantised data as bits per pixel of the ``levels``-level data:
+
+        (-ELBO + P log levels) / (P log 2)
+
+    an upper bound on the code length of the discrete images (:func:`dequantize`); the uniform
+    density on [0, 1]^P scores log2(levels) = 8 bits.
+    """
+    return (nelbo + n_pixels * math.log(levels)) / (n_pixels * math.log(2))
+
+
 __all__ = ["kl_per_dimension", "unit_statistics", "layer_names", "describe_units", "mean_encoding",
            "attribute_vector", "stroke_thickness", "quantile_split", "interpolate",
-           "sigma_for_r_loss_factor", "dequantize"]
+           "sigma_for_r_loss_factor", "dequantize", "bits_per_pixel", "decode_along"]
 
 
 if __name__ == "__main__":                       # python -m minivae.analysis: the command lives in commands.py

@@ -23,6 +23,8 @@ from it:
     score_log_likelihood(model, x, k)      L_k's mean, standard error and time, for metrics.json
     machine()                              the Python, NumPy and processor of this run
     write_metrics(path, metrics)           JSON, written atomically
+    update_records(path, records, key)     a JSON list of records, updated by key, written again
+    markdown_table(head, rows)             the lines of a markdown table
     write_figures(make_figures, *args)     the figures, or one line saying why there are none
 
 and the two commands (also installed as the console scripts ``minivae-evaluate`` and
@@ -207,6 +209,24 @@ def write_metrics(path, metrics) -> Path:
     finally:
         tmp.unlink(missing_ok=True)                   # gone already unless writing failed
     return path
+
+
+def update_records(path, records, key: str) -> list:
+    """The JSON list of dicts at ``path`` (none if there is no file) with ``records`` in it: a
+    record replaces the one with the same ``record[key]`` in its place, or is appended; written
+    back with :func:`write_metrics`, so runs of a script add up to one table.  Returns the list."""
+    path = Path(path)
+    merged = {r[key]: r for r in (json.loads(path.read_text()) if path.exists() else [])}
+    merged.update({r[key]: r for r in records})
+    write_metrics(path, list(merged.values()))
+    return list(merged.values())
+
+
+def markdown_table(head, rows) -> list:
+    """The lines of a markdown table: the header ``head``, its rule, and a line per row, each
+    cell written with ``str``."""
+    return (["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
 def write_figures(make_figures, *args) -> list:

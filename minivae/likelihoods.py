@@ -34,7 +34,7 @@ class Bernoulli:
 
     Computed without overflow for any l, in few passes over the (K, B, P) arrays:
 
-        softplus(l) = max(l, 0) + log1p(exp(-|l|))        (:func:`minivae.layers.softplus`)
+        softplus(l) = max(l, 0) + log(1 + exp(-|l|))      (:func:`minivae.layers.softplus`)
         sigmoid(l)  = (1 + tanh(l / 2)) / 2                (one tanh, nothing cached but l)
     """
     name = "bernoulli"
@@ -147,6 +147,11 @@ class GaussianLearned:
 
     def mean(self, out):
         return out[..., : out.shape[-1] // 2]
+
+    def split(self, out):
+        r"""(m, v): the means and the log-variances of out = [m, v], each (..., P)."""
+        P = out.shape[-1] // 2
+        return out[..., :P], out[..., P:]
 
     def init_output_bias(self, b, mean_x):
         r"""b = [mean_x, 0]: the mean starts at the mean image, the log-variance at 0.  b (2P,)."""

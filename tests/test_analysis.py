@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minivae import VAE, TwoLayerVAE, to_host
-from minivae.analysis import (attribute_vector, dequantize, describe_units, interpolate,
-                              kl_per_dimension, mean_encoding, quantile_split,
+from minivae.analysis import (attribute_vector, bits_per_pixel, decode_along, dequantize,
+                              describe_units, interpolate, kl_per_dimension, mean_encoding, quantile_split,
                               sigma_for_r_loss_factor, stroke_thickness, unit_statistics)
 from minivae.backend import get_backend
 from minivae.checkpoint import save_checkpoint
@@ -194,6 +194,19 @@ def test_attribute_vector_of_a_hand_set_encoder(backend):
                                [2 * x_a[:, 0].mean() - x_a[:, 1].mean(), 0.0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decode_along_adds_w_v_to_the_encoder_mean_and_decodes(backend):
+    model = random_model(backend)
+    x = np.random.default_rng(5).random((4, 6))
+    v, weights = model.xp.asarray([0.5, -1.0, 2.0]), np.array([-1.0, 0.0, 2.5])
+    out = decode_along(model, x, v, weights)                                 # (R, W, P)
+    assert out.shape == (4, 3, 6) and type(out) is type(v)                  # on the device
+    mu, _ = model.encode(model.xp.asarray(x))
+    for j, w in enumerate(weights):
+        np.testing.assert_allclose(to_host(out[:, j]), to_host(model.decode(mu + w * v)),
+                                   rtol=1e-12)
+
+
 # ---------------------------------------------------------------- stroke width
 
 def bar(top, left, height, width, side=28, value=1.0):
@@ -286,6 +299,12 @@ def test_weighted_squared_error_is_a_gaussian_with_sigma_for_r(r, p, seed):
     np.testing.assert_allclose(-logp - keras, const, rtol=1e-10, atol=1e-9 * (1 + abs(const)))
     dm = -lik.backward(np.ones(6), cache)                        # d(-log p)/dm
     np.testing.assert_allclose(dm, -2 * r / p * (x - m), rtol=1e-10, atol=1e-12)
+
+
+def test_bits_per_pixel_of_the_uniform_density_is_eight_and_one_nat_per_pixel_adds_a_bit():
+    assert bits_per_pixel(0.0, 784) == pytest.approx(8.0)          # log p = 0 on [0, 1]^P
+    assert bits_per_pixel(784 * math.log(2), 784) == pytest.approx(9.0)
+    assert bits_per_pixel(0.0, 10, levels=2) == pytest.approx(1.0)
 
 
 def test_sigma_for_r_loss_factor_known_value_and_bad_input():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from minivae.checkpoint import CheckpointError
-from minivae.commands import (build_vae, run, train_config, train_state, training_subset,
-                              write_figures, write_metrics)
+from minivae.commands import (build_vae, markdown_table, run, train_config, train_state,
+                              training_subset, update_records, write_figures, write_metrics)
 from minivae.data import Dataset
 from minivae.train import NonFiniteLoss, TrainConfig, config_dict
 from tests.realdata import REPO
@@ -41,6 +41,20 @@ def test_write_metrics_replaces_the_file_whole_or_not_at_all(tmp_path):
         write_metrics(path, {"a": 1, "b": object()})
     assert json.loads(path.read_text()) == [1, 2]                 # the old file, untouched
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json"]   # no temp file
+
+
+def test_update_records_replaces_by_key_in_place_and_appends_the_new(tmp_path):
+    path = tmp_path / "results.json"
+    assert update_records(path, [{"run": "a", "v": 1}, {"run": "b", "v": 2}], key="run") == \
+        [{"run": "a", "v": 1}, {"run": "b", "v": 2}]                    # no file yet
+    merged = update_records(path, [{"run": "c", "v": 3}, {"run": "a", "v": 4}], key="run")
+    assert merged == [{"run": "a", "v": 4}, {"run": "b", "v": 2}, {"run": "c", "v": 3}]
+    assert json.loads(path.read_text()) == merged
+
+
+def test_markdown_table_writes_a_header_a_rule_and_a_line_per_row():
+    assert markdown_table(["run", "k", "NLL"], [["vae-1-1", 1, 86.76], ["iwae", 50, "-"]]) == [
+        "| run | k | NLL |", "|---|---|---|", "| vae-1-1 | 1 | 86.76 |", "| iwae | 50 | - |"]
 
 
 def test_training_subset_cuts_images_and_labels_alike():

@@ -88,6 +88,9 @@ def test_gaussian_learned_equals_the_textbook_formula():
     np.testing.assert_allclose(GaussianLearned().forward(x, out)[0], np.log(pdf).sum(-1),
                                rtol=1e-12)
     np.testing.assert_array_equal(GaussianLearned().mean(out), m)
+    m_out, v_out = GaussianLearned().split(out)                        # out = [m, v], each (4, 5)
+    np.testing.assert_array_equal(m_out, m)
+    np.testing.assert_array_equal(v_out, v)
     # with v = 2 log sigma it is the fixed-variance Gaussian
     np.testing.assert_allclose(
         GaussianLearned().forward(x, np.concatenate([m, np.full_like(m, 2 * np.log(0.5))], -1))[0],
