@@ -58,8 +58,22 @@ def peak_rss_mib(method: str) -> float:
     return (_status_mib("VmHWM") if method == "VmHWM" else None) or max_rss_mib()
 
 
+def numpy_dispatch() -> dict:
+    """The SIMD level NumPy's loops run at in this process: the highest of its dispatch targets
+    the CPU has and ``NPY_DISABLE_CPU_FEATURES`` leaves on (X86_V4 / AVX512_*: AVX-512; X86_V3:
+    AVX2), and every target with whether it is on."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:                                     # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    on = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    return {"level": on[-1] if on else "baseline", "targets": {f: bool(__cpu_features__.get(f))
+                                                               for f in __cpu_dispatch__}}
+
+
 def info(spec) -> dict:
-    """Versions and the device: torch's (lib "torch") or CuPy's (lib "minivae", device "gpu")."""
+    """Versions, the SIMD level each library dispatches to, and the device: torch's (lib "torch")
+    or NumPy's and CuPy's (lib "minivae", CuPy on device "gpu")."""
     out = {}
     if spec["lib"] == "torch":
         import re
@@ -69,11 +83,14 @@ def info(spec) -> dict:
         blas = re.findall(r"BLAS_INFO=(\w+)", cfg)
         torch.set_num_threads(spec.get("threads") or os.cpu_count())     # as TorchRunner does
         out.update(version=torch.__version__, blas=blas[0] if blas else None,
-                   threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
+                   threads=torch.get_num_threads(), cuda=torch.cuda.is_available(),
+                   cpu_capability=torch.backends.cpu.get_cpu_capability())
         if spec.get("device") == "gpu" and torch.cuda.is_available():
             out.update(gpu=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda,
                        allow_tf32=torch.backends.cuda.matmul.allow_tf32)
-    elif spec.get("device") == "gpu":
+        return out
+    out["numpy_dispatch"] = numpy_dispatch()
+    if spec.get("device") == "gpu":
         import cupy
         props = cupy.cuda.runtime.getDeviceProperties(0)
         name = props["name"]

@@ -56,6 +56,15 @@ def _table(head, rows):
             + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def dispatch_text(m) -> str:
+    """The instruction set each library ran at: NumPy's dispatch level, PyTorch's capability."""
+    level = (m.get("numpy_dispatch") or {}).get("level", "?")
+    text = f"instruction set: --isa {m.get('isa', 'native')}, NumPy loops at {level}"
+    if "torch" in m:
+        text += f", PyTorch kernels at {m['torch'].get('cpu_capability', '?')}"
+    return text
+
+
 def header(res) -> list:
     m, thr, libs = res["meta"], res["throughput"], _libs(res)
     gpu = m["device"] == "gpu"
@@ -77,6 +86,8 @@ def header(res) -> list:
         hw.append(f"GPU {g.get('gpu')}, CuPy {g.get('cupy')}")
     n = m.get("threads", m["cpu_count"])
     hw.append(f"Python {m['python']}; both libraries on {n} thread{'' if n == 1 else 's'}")
+    if not gpu:
+        hw.append(dispatch_text(m))
     shapes = list(thr.get("shapes", {}).values())
     speed = f"{_s(thr.get('peak_2048'))} GFLOP/s at 2048³"
     if shapes:

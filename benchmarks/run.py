@@ -34,6 +34,11 @@ from benchmarks.workloads import (BY_ID, N_TEST, WORKLOADS, all_product_keys,  #
                                   epoch_steps, flops_and_bound, plan, step_products)
 
 MEASURE = Path(__file__).resolve().parent / "measure.py"
+# What --isa avx2 sets in every child process, so that a CPU with AVX-512 runs both libraries as an
+# AVX2-only CPU would: NumPy's loops (the AVX-512 targets of its dispatch list, filled in by
+# isa_env), PyTorch's kernels, and the BLAS libraries' own kernel choice.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 UNITS = {"epoch": "s/epoch", "loglik": "s/10k images", "steps": "s/step"}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -44,10 +49,21 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------- child processes
 
+def isa_env(isa: str) -> dict:
+    """The environment that makes a child process run at instruction set ``isa``: nothing for
+    "native"; for "avx2", :data:`AVX2_ENV` and NPY_DISABLE_CPU_FEATURES naming NumPy's AVX-512
+    dispatch targets (X86_V4, AVX512_*; disabling one the CPU lacks is allowed)."""
+    if isa == "native":
+        return {}
+    from benchmarks.measure import numpy_dispatch
+    avx512 = [f for f in numpy_dispatch()["targets"] if f == "X86_V4" or f.startswith("AVX512")]
+    return {**AVX2_ENV, "NPY_DISABLE_CPU_FEATURES": " ".join(avx512)}
+
+
 def child(spec: dict) -> dict:
     """Run ``measure.py spec`` in a fresh interpreter; its RESULT dict, or {"error": ...}."""
     path = [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), **spec.get("env", {}))
     if spec.get("threads"):                     # BLAS pools read these when they start
         env.update({k: str(spec["threads"]) for k in THREAD_VARS})
     proc = subprocess.run([sys.executable, str(MEASURE), json.dumps(spec)], cwd=REPO, env=env,
@@ -107,6 +123,7 @@ def machine(args, s) -> dict:
     return {"command": shlex.join(["python", "benchmarks/run.py", *cli]),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": args.device, "quick": args.quick, "settings": s,
+            "isa": args.isa, "isa_env": isa_env(args.isa),
             "minivae_commit": git_commit(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "python": platform.python_version(), "platform": platform.platform(), **numpy_blas(),
@@ -159,7 +176,11 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="tiny step counts and 1 repeat: checks the harness, times nothing useful")
     p.add_argument("--repeats", type=int, default=None, help="runs per library (default 3; quick 1)")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: run both libraries with AVX-512 turned off (NumPy's loops, PyTorch's "
+                        "kernels, the BLAS), so one AVX-512 machine also measures an AVX2 CPU")
+    p.add_argument("--out", default=None,
+                   help="default benchmarks/results (--isa native) or benchmarks/results/avx2")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MINIVAE_DATA, ...)")
     p.add_argument("--only", default=None,
                    help=f"comma-separated workload ids (default all: {','.join(BY_ID)})")
@@ -178,6 +199,10 @@ def parse_args(argv=None):
                    help="threads for both libraries (default: every core, os.cpu_count())")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.isa != "native" and args.device == "gpu":
+        p.error("--isa is for --device cpu: it sets the CPU instruction set of both libraries")
+    args.out = args.out or str(REPO / "benchmarks" / "results"
+                               / ("" if args.isa == "native" else args.isa))
     args.argv = argv
     return args
 
@@ -306,11 +331,12 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"device": args.device, "seed": args.seed, "data_dir": args.data_dir,
-            "threads": args.threads}
+            "threads": args.threads, "env": isa_env(args.isa)}
     meta, notes = machine(args, s), []
     libs = peers(args, base, meta, notes)
     if libs is None:
         return 2
+    meta["numpy_dispatch"] = child({**base, "task": "info", "lib": "minivae"}).get("numpy_dispatch")
     thr = throughput(args, base, s, workloads, libs)
     gflops = thr.get("shapes", {})
 

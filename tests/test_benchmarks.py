@@ -91,13 +91,21 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         mnist()                                        # skips, or fails under CI
     out = tmp_path / "results"
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--only-minivae",
-           "--only", "a,c,d", "--grid", "20x1,20x5", "--out", str(out), "--data-dir", str(data_root())]
+           "--only", "a,c,d", "--grid", "20x1,20x5", "--out", str(out), "--data-dir", str(data_root()),
+           "--isa", "avx2"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     res = json.loads((out / "results.json").read_text())
     assert {"meta", "throughput", "workloads", "step_sweep", "notes"} <= set(res)
     assert res["meta"]["quick"] and res["meta"]["cpu_count"] >= 1 and res["meta"]["numpy"]
+    assert res["meta"]["cpu"] and res["meta"]["minivae_commit"]
+    # --isa avx2: NumPy's AVX-512 targets are off in every child, and the results say so
+    assert res["meta"]["isa"] == "avx2" and res["meta"]["isa_env"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    dispatch = res["meta"]["numpy_dispatch"]
+    assert not any(on for f, on in dispatch["targets"].items()
+                   if f == "X86_V4" or f.startswith("AVX512"))
+    assert dispatch["level"] != "X86_V4" and not dispatch["level"].startswith("AVX512")
     assert res["throughput"]["peak_2048"] > 0 and res["throughput"]["shapes"]
     assert [w["id"] for w in res["workloads"]] == ["a", "c"]
     for w in res["workloads"]:
@@ -109,3 +117,14 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert [(r["batch"], r["k"]) for r in res["step_sweep"]] == [(20, 1), (20, 5)]
     md = (out / "results.md").read_text()
     assert "| workload |" in md and "## d:" in md and "--quick" in md and "PyTorch skipped" in md
+    assert f"--isa avx2, NumPy loops at {dispatch['level']}" in md
+
+
+def test_isa_native_changes_nothing_and_avx2_turns_off_every_avx512_target():
+    from benchmarks.measure import numpy_dispatch
+    from benchmarks.run import isa_env
+    assert isa_env("native") == {}
+    env = isa_env("avx2")
+    off = set(env["NPY_DISABLE_CPU_FEATURES"].split())
+    assert off == {f for f in numpy_dispatch()["targets"] if f == "X86_V4" or f.startswith("AVX512")}
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["OPENBLAS_CORETYPE"] == "Haswell"

@@ -68,8 +68,34 @@ def test_activation_extreme_inputs_are_finite(name, dtype):
 def test_stable_sigmoid_and_softplus_at_the_extremes():
     x = np.array([-1e4, -50.0, 0.0, 50.0, 1e4])
     np.testing.assert_allclose(sigmoid(x), [0.0, np.exp(-50.0), 0.5, 1.0, 1.0], rtol=1e-12)
+    # log(1 + e) drops an e below half an ulp of 1 (its stated bound): absolute, not relative
     np.testing.assert_allclose(softplus(x), [0.0, np.exp(-50.0), np.log(2.0), 50.0, 1e4],
-                               rtol=1e-12)
+                               rtol=1e-12, atol=np.finfo(np.float64).eps / 2)
+
+
+# the extremes of float32 logits: beyond exp's range, at its edge, zeros, subnormals
+EXTREMES = np.array([-1e4, 1e4, -88.0, 88.0, -89.0, 89.0, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40,
+                     -17.0, 17.0, -16.0, 16.0], np.float32)
+
+
+@pytest.mark.parametrize("kind", ["random", "extremes"])
+def test_float32_softplus_and_sigmoid_are_within_their_bounds_of_float64(kind):
+    # softplus: at most 6e-8 nats from dropping e = exp(-|x|) < 2^-24, plus float32 rounding of
+    # the result (an ulp or two); sigmoid: float32 rounding
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(100_000) * 6).astype(np.float32) if kind == "random" else EXTREMES
+    ref = np.logaddexp(0.0, x.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            y = softplus(x)
+            s = sigmoid(x)
+    assert y.dtype == np.float32 and s.dtype == np.float32
+    bound = 6e-8 + 2 * np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(y - ref) <= bound), np.max(np.abs(y - ref) - bound)
+    e = np.exp(-np.abs(x.astype(np.float64)))
+    s_ref = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    np.testing.assert_allclose(s, s_ref, rtol=4e-7, atol=1e-30)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
