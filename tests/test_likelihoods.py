@@ -67,6 +67,32 @@ def test_bernoulli_extreme_logits_are_finite_and_right(dtype):
     assert logp.dtype == dtype and dout.dtype == dtype
 
 
+@pytest.mark.parametrize("kind", ["random", "extremes"])
+def test_float32_bernoulli_is_within_its_stated_bound_of_float64(kind):
+    # per pixel: at most 6e-8 nats from softplus's log(1 + e) plus float32 rounding of the
+    # terms x l and softplus(l); the sum over P pixels adds up to P such errors, and its own rounding
+    rng = np.random.default_rng(8)
+    extremes = np.array([-1e4, 1e4, -88.0, 88.0, -89.0, 89.0, 0.0, -0.0, 1e-45, -1e-45, 1e-40,
+                         -17.0, 17.0, -16.0, 16.0, 3.0], np.float32)
+    logits = ((rng.standard_normal((3, 4, 16)) * 6).astype(np.float32) if kind == "random"
+              else np.broadcast_to(extremes, (3, 4, 16)).copy())
+    x = (rng.random((4, 16)) < 0.5).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            logp, cache = Bernoulli().forward(x, logits)
+            dout = Bernoulli().backward(np.ones((3, 4), np.float32), cache)
+    l64, x64 = logits.astype(np.float64), x.astype(np.float64)
+    terms = x64 * l64 - np.logaddexp(0.0, l64)                                # (3, 4, 16)
+    per_pixel = 6e-8 + 2 * np.spacing(np.abs(x64 * l64).astype(np.float32)).astype(np.float64) \
+        + 2 * np.spacing(np.logaddexp(0.0, l64).astype(np.float32)).astype(np.float64)
+    bound = per_pixel.sum(-1) + 16 * np.spacing(np.abs(terms).sum(-1).astype(np.float32))
+    assert logp.dtype == np.float32 and np.all(np.abs(logp - terms.sum(-1)) <= bound)
+    e = np.exp(-np.abs(l64))
+    sig = np.where(l64 >= 0, 1 / (1 + e), e / (1 + e))
+    np.testing.assert_allclose(dout, x64 - sig, rtol=0, atol=2e-7)             # x - sigmoid(l)
+
+
 def test_gaussian_fixed_equals_the_textbook_formula_and_squared_error():
     rng = np.random.default_rng(1)
     x, m = rng.random((2, 3, 5))
