@@ -15,7 +15,8 @@ The derivation, file by file:
     estimators.py    the score-function (REINFORCE) gradient, to compare with reparameterisation
 
 and around it: data.py (MNIST / Fashion-MNIST, binarisation), train.py (the training loop),
-checkpoint.py (atomic .npz checkpoints), evaluate.py (L_k and active units), analysis.py (KL and
+checkpoint.py (atomic .npz checkpoints and the one validating loader), checks.py (argument
+checks with one-sentence errors), evaluate.py (L_k and active units), analysis.py (KL and
 spread per latent unit; helpers for the teaching examples), plots.py (figures; needs matplotlib),
 and above the library commands.py, the one module with command-line code: ``python -m
 minivae.evaluate`` / ``minivae-evaluate``, ``python -m minivae.analysis`` / ``minivae-analysis``,

@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 from .backend import reuse_freed_memory, to_host
+from .checks import InvalidInput, check_int, check_real
 from .objectives import log_mean_exp
 
 
@@ -35,13 +36,20 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
 
     Examples go ``batch_size`` at a time and samples ``chunk = max_rows // batch_size`` at a
     time, so at most ``max_rows`` latent samples are decoded at once.  The images go to the
-    device once, up front, and everything stays there until the end (no host synchronisation
-    per batch or chunk).
+    device once, up front, and are checked once there (shape, and the likelihood's
+    ``check_data``); everything stays there until the end (no host synchronisation per batch or
+    chunk).
     """
+    k = check_int("k", k, 1, "k counts importance samples per example, e.g. 5000")
+    max_rows = check_int("max_rows", max_rows, 1, "max_rows caps the samples decoded at once")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1, "or None to choose one from max_rows")
     xp = model.xp
     reuse_freed_memory()                  # every chunk allocates the same large arrays: keep them
     rng = model.backend.generator("log_likelihood") if rng is None else rng
-    x = xp.asarray(x, dtype=model.dtype)                      # one copy, not one per batch
+    x = np.asarray(x) if not hasattr(x, "shape") else x       # a list of rows
+    x = xp.asarray(model.check_x(x))                          # one copy, not one per batch
+    model.likelihood.check_data(x)                            # once: no host sync per chunk
     N = x.shape[0]
     b = batch_size or max(1, min(N, max_rows // min(k, max_rows)))
     chunk = max(1, min(k, max_rows // b))
@@ -51,7 +59,8 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
         log_sum = None                                        # log sum_i w_i so far, (B,)
         for s in range(0, k, chunk):
             c = min(chunk, k - s)
-            log_w = model.log_weights(xb, model.draw_eps(c, xb.shape[0], rng))   # (c, B)
+            log_w = model.log_weights(xb, model.draw_eps(c, xb.shape[0], rng),
+                                      check_data=False)                       # (c, B)
             part = log_mean_exp(log_w)[0] + math.log(c)                           # (B,)
             log_sum = part if log_sum is None else xp.logaddexp(log_sum, part)
         out.append(log_sum.astype(xp.float64) - math.log(k))
@@ -60,6 +69,8 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
 
 def latent_mean_variances(model, x, batch_size: int = 1000) -> list:
     r"""Cov_x(E_q[u]) for every unit u, one host array (D_l,) per stochastic layer."""
+    batch_size = check_int("batch_size", batch_size, 1, "examples per batch, e.g. 1000")
+    model.check_x(x, cast=False)                      # (N, P) with N >= 1, before any batch
     xp = model.xp
     rng = model.backend.generator("latent_means")
     per_batch = [model.latent_means(xp.asarray(x[i:i + batch_size], dtype=model.dtype), rng)
@@ -68,21 +79,35 @@ def latent_mean_variances(model, x, batch_size: int = 1000) -> list:
             for l in range(len(per_batch[0]))]
 
 
+def _check_threshold(threshold) -> float:
+    return check_real("threshold", threshold, 0.0,
+                      fix="unit u is active when Var_x E_q[u] > threshold, 1e-2 in the paper")
+
+
 def active_units_per_layer(model, x, threshold: float = 1e-2, batch_size: int = 1000) -> list:
     """Active units of each stochastic layer, e.g. [16, 5] (the paper writes "16+5")."""
+    threshold = _check_threshold(threshold)
     return [int((v > threshold).sum()) for v in latent_mean_variances(model, x, batch_size)]
 
 
 def active_units(model, x, threshold: float = 1e-2, batch_size: int = 1000):
     r"""(number of active units over all layers, Cov_x(E_q[u]) per unit (D,)) where E_q[u] is
     the encoder's mean for a one-layer model (see :func:`latent_mean_variances`)."""
+    threshold = _check_threshold(threshold)
     var = np.concatenate(latent_mean_variances(model, x, batch_size))
     return int((var > threshold).sum()), var
 
 
 def summarize(ll) -> dict:
-    """Mean negative log-likelihood and its standard error, nats."""
+    """Mean negative log-likelihood and its standard error, nats; ``ll`` (N,), finite, N >= 1."""
     ll = np.asarray(ll, dtype=np.float64)
+    if ll.ndim != 1 or ll.size == 0:
+        raise InvalidInput(f"summarize needs a non-empty 1-D array of log-likelihoods, got shape "
+                           f"{ll.shape}.")
+    bad = int((~np.isfinite(ll)).sum())
+    if bad:
+        raise InvalidInput(f"ll holds {bad} non-finite log-likelihood{'s' * (bad > 1)} of "
+                           f"{ll.size}: the model's parameters or its data are not finite.")
     return {"nll": float(-ll.mean()), "nll_se": float(ll.std(ddof=1) / math.sqrt(len(ll)))
             if len(ll) > 1 else 0.0, "n": int(len(ll))}
 

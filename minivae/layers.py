@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .backend import array_module
+from .checks import InvalidInput, check_choice, check_sizes
 
 
 # ---------------------------------------------------------------- dense layer
@@ -215,11 +216,7 @@ ACTIVATIONS = {
 
 def make_activation(name: str):
     """The activation called ``name`` (one of ``ACTIVATIONS``)."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"Unknown activation {name!r}: choose one of "
-                         f"{', '.join(ACTIVATIONS)}.") from None
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]()
 
 
 # ---------------------------------------------------------------- MLP
@@ -241,8 +238,14 @@ class MLP:
 
     def __init__(self, sizes, activation: str = "tanh", out_activation: str = "identity",
                  rng: np.random.Generator | None = None, dtype=np.float32, xp=np):
+        sizes = check_sizes("sizes", sizes)
+        if len(sizes) < 2:
+            raise InvalidInput(f"sizes must hold at least an input and an output size, got "
+                               f"{sizes}.")
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("out_activation", out_activation, ACTIVATIONS)
         rng = np.random.default_rng(0) if rng is None else rng
-        self.sizes = tuple(int(s) for s in sizes)
+        self.sizes = tuple(sizes)
         self.layers, self.names = [], []
         self.params = {}
         n_dense = len(self.sizes) - 1

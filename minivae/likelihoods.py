@@ -13,14 +13,46 @@ Each likelihood has
     mean(out)                                  E[x | z], for pictures
     init_output_bias(b, mean_x)                the decoder's output bias that starts E[x | z] at
                                                the mean training image (in place)
+    check_data(x)                              None, or one clear error when x is data this
+                                               likelihood cannot score (NaN, or not in [0, 1] for
+                                               Bernoulli pixels)
+
+``check_data`` reads x's minimum and maximum back to the host: on CuPy that waits for the GPU, so
+it runs once per API call (:meth:`minivae.model.LatentVariableModel.forward`) or once per data set
+(the trainer), never per step of a training loop.
 """
 from __future__ import annotations
 
 import math
 
-from .backend import array_module
+import numpy as np
+
+from .backend import array_module, to_host
+from .checks import InvalidInput, InvalidInputType, check_choice, check_positive
 from .gaussian import LOG_2PI
 from .layers import sigmoid, softplus
+
+
+def finite_data_range(x, likelihood: str) -> tuple[float, float]:
+    r"""(min x, max x) as host floats, or one clear error when x is not finite real data.
+
+    NaN propagates through both reductions and +-inf shows in one of them, so two reductions and one
+    device-to-host copy see every non-finite value.  An empty x has nothing to check: (0, 0).
+    """
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InvalidInputType(f"x has dtype {x.dtype} but the {likelihood} likelihood needs real "
+                               f"numbers: convert the data to floats first.")
+    if x.size == 0:
+        return 0.0, 0.0
+    xp = array_module(x)
+    lo, hi = (float(v) for v in to_host(xp.stack([x.min(), x.max()]).astype(xp.float64)))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        what = "NaN" if math.isnan(lo) or math.isnan(hi) else "infinite"
+        raise InvalidInput(f"x holds {what} values but the {likelihood} likelihood needs finite "
+                           f"data: find where they entered (loading, scaling) and remove them.")
+    return lo, hi
 
 
 class Bernoulli:
@@ -60,6 +92,20 @@ class Bernoulli:
     def mean(self, out):
         return sigmoid(out)
 
+    def check_data(self, x) -> None:
+        r"""x must be finite and in [0, 1]: binary pixels, or grey levels read as probabilities.
+
+        Raw 0-255 pixels (whole numbers up to 255) are told to divide by 255 and binarise."""
+        lo, hi = finite_data_range(x, self.name)
+        if lo >= 0 and hi <= 1:
+            return
+        if lo >= 0 and hi <= 255 and hi.is_integer():
+            fix = "raw 0-255 pixels? divide by 255 and binarise (minivae.data.binarize) first"
+        else:
+            fix = "rescale the data to [0, 1], or use a gaussian likelihood for real values"
+        raise InvalidInput(f"x has values in [{lo:g}, {hi:g}] but the {self.name} likelihood "
+                           f"needs x in [0, 1]: {fix}.")
+
     def init_output_bias(self, b, mean_x):
         r"""b = logit(m) = log m - log(1 - m),  m = clip(mean_x, 0.001, 0.999)  (Burda et al.'s code).
 
@@ -84,9 +130,8 @@ class GaussianFixed:
     name = "gaussian"
 
     def __init__(self, sigma: float = 1.0):
-        if not sigma > 0:
-            raise ValueError(f"GaussianFixed needs sigma > 0, got {sigma}.")
-        self.sigma = float(sigma)
+        self.sigma = check_positive("sigma", sigma,
+                                    "sigma is the Gaussian decoder's standard deviation, e.g. 1")
 
     def n_outputs(self, n_pixels: int) -> int:
         return n_pixels
@@ -104,6 +149,10 @@ class GaussianFixed:
 
     def mean(self, out):
         return out
+
+    def check_data(self, x) -> None:
+        """x must be finite; any real value has a density."""
+        finite_data_range(x, self.name)
 
     def init_output_bias(self, b, mean_x):
         r"""b = mean_x: the decoder's mean starts at the mean image.  b (P,), in place."""
@@ -148,6 +197,10 @@ class GaussianLearned:
     def mean(self, out):
         return out[..., : out.shape[-1] // 2]
 
+    def check_data(self, x) -> None:
+        """x must be finite; any real value has a density."""
+        finite_data_range(x, self.name)
+
     def split(self, out):
         r"""(m, v): the means and the log-variances of out = [m, v], each (..., P)."""
         P = out.shape[-1] // 2
@@ -164,10 +217,5 @@ LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": GaussianFixed,
 
 def make_likelihood(name: str, sigma: float = 1.0):
     """The likelihood called ``name``; ``sigma`` is used by the fixed-variance Gaussian only."""
-    if name == "gaussian":
-        return GaussianFixed(sigma)
-    try:
-        return LIKELIHOODS[name]()
-    except KeyError:
-        raise ValueError(f"Unknown likelihood {name!r}: choose one of "
-                         f"{', '.join(LIKELIHOODS)}.") from None
+    check_choice("likelihood", name, LIKELIHOODS)
+    return GaussianFixed(sigma) if name == "gaussian" else LIKELIHOODS[name]()

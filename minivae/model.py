@@ -25,10 +25,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import gaussian as G
-from .backend import Backend, get_backend
-from .layers import MLP
-from .likelihoods import make_likelihood
-from .objectives import get_objective
+from .backend import BACKENDS, Backend, get_backend
+from .checks import (InvalidInput, InvalidInputType, check_choice, check_float_dtype, check_int,
+                     check_positive, check_real, check_sizes)
+from .layers import ACTIVATIONS, MLP
+from .likelihoods import LIKELIHOODS, make_likelihood
+from .objectives import OBJECTIVES, get_objective
 
 
 class LatentLayer(NamedTuple):
@@ -59,10 +61,18 @@ class LatentVariableModel:
     output_layer: str = ""                    # name of the parameter holding the decoder's output bias
     inference_networks: tuple = ()
 
-    def _setup(self, backend, seed, dtype, likelihood, sigma):
+    def _setup(self, backend, seed, dtype, likelihood, sigma, activation):
+        """Check the settings every model shares, then make the backend, dtype and likelihood;
+        returns the host generator of the initial weights.  Each size is checked by the subclass."""
+        seed = check_int("seed", seed, 0, "any integer from 0 up seeds the initial weights")
+        self.dtype = check_float_dtype(dtype)
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        check_positive("sigma", sigma, "sigma is the Gaussian decoder's standard deviation, e.g. 1")
+        check_choice("activation", activation, ACTIVATIONS)
+        if not isinstance(backend, Backend):
+            check_choice("backend", backend, BACKENDS)             # or a Backend made already
         self.backend = get_backend(backend, seed) if isinstance(backend, str) else backend
         self.xp = self.backend.xp
-        self.dtype = np.dtype(dtype)
         self.likelihood = make_likelihood(likelihood, sigma)
         return np.random.default_rng(seed)
 
@@ -76,21 +86,35 @@ class LatentVariableModel:
         return {f"{network}.{n}": g for n, g in grads.items()}
 
     # ------------------------------------------------------------ inputs and noise
-    def check_x(self, x):
-        """x as the model's dtype, or a clear error when it is not (batch, x_dim)."""
+    def check_x(self, x, cast: bool = True):
+        """x as the model's dtype (as given, with ``cast=False``), or a clear error when it is not a
+        non-empty (batch, x_dim) array of real numbers.  Shape and dtype only, no sync: the values
+        are the likelihood's ``check_data``."""
         if getattr(x, "ndim", None) != 2 or x.shape[1] != self.x_dim:
-            raise ValueError(f"x has shape {getattr(x, 'shape', type(x).__name__)} but the model "
-                             f"expects (batch, {self.x_dim}): flatten images to rows of "
-                             f"{self.x_dim} pixels.")
-        return x.astype(self.dtype, copy=False)
+            raise InvalidInput(f"x has shape {getattr(x, 'shape', type(x).__name__)} but the model "
+                               f"expects (batch, {self.x_dim}): flatten images to rows of "
+                               f"{self.x_dim} pixels.")
+        if x.shape[0] == 0:
+            raise InvalidInput(f"x is an empty batch (shape {x.shape}): pass at least one example.")
+        if x.dtype.kind not in "biuf":
+            raise InvalidInputType(f"x has dtype {x.dtype} but the model needs real numbers: "
+                                   f"convert the data to floats first.")
+        return x.astype(self.dtype, copy=False) if cast else x
+
+    def check_z(self, z, name: str = "z"):
+        """z as the model's dtype, or a clear error when it is not (..., latent_dim)."""
+        if getattr(z, "ndim", 0) < 1 or z.shape[-1] != self.latent_dim:
+            raise InvalidInput(f"{name} has shape {getattr(z, 'shape', type(z).__name__)} but the "
+                               f"decoder expects (..., {self.latent_dim}) latent values.")
+        return z.astype(self.dtype, copy=False)
 
     def check_eps(self, eps, k: int | None, batch: int):
         """eps as the model's dtype, or a clear error when it is not (k, batch, eps_dim); any K for
         ``k=None``."""
         K = getattr(eps, "shape", (None,))[0] if k is None else k
         if getattr(eps, "shape", None) != (K, batch, self.eps_dim):
-            raise ValueError(f"eps has shape {getattr(eps, 'shape', None)} but k={K} samples of a "
-                             f"batch of {batch} need ({K}, {batch}, {self.eps_dim}).")
+            raise InvalidInput(f"eps has shape {getattr(eps, 'shape', None)} but k={K} samples "
+                               f"of a batch of {batch} need ({K}, {batch}, {self.eps_dim}).")
         return eps.astype(self.dtype, copy=False)
 
     def draw_eps(self, k: int, batch: int, rng=None):
@@ -104,13 +128,13 @@ class LatentVariableModel:
         missing = sorted(set(self.params) - set(arrays))
         extra = sorted(set(arrays) - set(self.params))
         if missing or extra:
-            raise ValueError(f"Parameters do not match the model: missing {missing}, "
-                             f"unexpected {extra}.")
+            raise InvalidInput(f"Parameters do not match the model: missing {missing}, "
+                               f"unexpected {extra}.")
         for name, p in self.params.items():
             a = arrays[name]
             if tuple(a.shape) != p.shape:
-                raise ValueError(f"Parameter {name} has shape {tuple(a.shape)} but the model "
-                                 f"needs {p.shape}: the architecture differs.")
+                raise InvalidInput(f"Parameter {name} has shape {tuple(a.shape)} but the model "
+                                   f"needs {p.shape}: the architecture differs.")
             p[...] = self.xp.asarray(a, dtype=p.dtype)
 
     def init_output_bias(self, mean_x) -> None:
@@ -124,7 +148,8 @@ class LatentVariableModel:
         return int(sum(p.size for p in self.params.values()))
 
     # ------------------------------------------------------------ the bound: a reduction over K
-    def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
+    def forward(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None,
+                *, check_data: bool = True):
         r"""The bound L(x_b) per example (B,), with everything backward needs.
 
             log w = log_px + beta * log_latent          (K, B)   the model's log_weight_terms
@@ -134,9 +159,16 @@ class LatentVariableModel:
         (default: the backend's generator).  Returns ``(bound, cache, stats)``; stats holds 0-d
         device arrays (no host sync): ``kl`` = -mean(log_latent), the closed-form KL or its
         Monte-Carlo estimate, and ``recon`` = -mean(log_px), over samples and batch.
+
+        The arguments are checked first (host scalars and shapes: no sync), then the data by the
+        likelihood's rule (``likelihood.check_data``: finite, and in [0, 1] for Bernoulli pixels),
+        which reads x's minimum and maximum back from the device.  A training loop that checked its
+        whole data set once passes ``check_data=False`` and skips that read on every step.
         """
-        objective = get_objective(objective)
+        objective, k, beta = self.check_bound_arguments(objective, k, beta)
         x = self.check_x(x)
+        if check_data:
+            self.likelihood.check_data(x)
         eps = self.draw_eps(k, x.shape[0], rng) if eps is None else self.check_eps(eps, k, x.shape[0])
         log_px, log_latent, terms = self.log_weight_terms(x, eps, objective.analytic_kl)
         log_w = beta * log_latent
@@ -146,6 +178,15 @@ class LatentVariableModel:
         cache = dict(objective=objective, beta=beta, latent_shape=log_latent.shape,
                      reduction=reduction, terms=terms)
         return bound, cache, stats
+
+    @staticmethod
+    def check_bound_arguments(objective, k, beta):
+        """(the Objective, k, beta) for a bound, or one clear error for a bad value."""
+        check_choice("objective", objective, OBJECTIVES)
+        k = check_int("k", k, 1, "k counts importance samples per example, 1 for the ELBO")
+        beta = check_real("beta", beta, 0.0, fix="beta weights the latent term: 1 for the ELBO, 0 "
+                                                 "for reconstruction only")
+        return get_objective(objective), k, beta
 
     def backward(self, dbound, cache):
         r"""Gradients of sum_b dbound_b L(x_b) for every parameter, the forward in reverse.
@@ -160,26 +201,31 @@ class LatentVariableModel:
         return self.log_weight_backward(dlog_w, dlog_latent, cache["terms"])
 
     def loss_and_grads(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0,
-                       eps=None, rng=None):
+                       eps=None, rng=None, *, check_data: bool = True):
         r"""Loss = -(1/B) sum_b L(x_b) in nats per example, and dLoss/dparam for every parameter.
 
         Returns ``(loss, grads, stats)``; ``loss`` and the stats are 0-d arrays on the backend's
-        device (read them with ``float()`` off the hot loop).  See :meth:`forward`.
+        device (read them with ``float()`` off the hot loop).  See :meth:`forward`, for
+        ``check_data`` too.
         """
-        bound, cache, stats = self.forward(x, objective, k, beta, eps, rng)
+        bound, cache, stats = self.forward(x, objective, k, beta, eps, rng, check_data=check_data)
         B = bound.shape[0]
         dbound = self.xp.full(B, -1.0 / B, dtype=self.dtype)
         return -bound.mean(), self.backward(dbound, cache), stats
 
-    def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None):
-        """The bound per example (B,), in nats, without gradients."""
-        return self.forward(x, objective, k, beta, eps, rng)[0]
+    def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None,
+              *, check_data: bool = True):
+        """The bound per example (B,), in nats, without gradients (see :meth:`forward`)."""
+        return self.forward(x, objective, k, beta, eps, rng, check_data=check_data)[0]
 
-    def log_weights(self, x, eps):
+    def log_weights(self, x, eps, *, check_data: bool = True):
         r"""log w = log p(x|z) + log p(z) - log q(z|x) for the noise eps (K, B, eps_dim): (K, B).
 
-        Forward only, every latent term sampled (the importance weights of L_k)."""
+        Forward only, every latent term sampled (the importance weights of L_k).  ``check_data``
+        as in :meth:`forward` (:func:`minivae.evaluate.log_likelihood` checks x once, up front)."""
         x = self.check_x(x)
+        if check_data:
+            self.likelihood.check_data(x)
         log_px, log_latent, _ = self.log_weight_terms(x, self.check_eps(eps, None, x.shape[0]), False)
         log_px += log_latent
         return log_px
@@ -209,13 +255,16 @@ class VAE(LatentVariableModel):
                  decoder_hidden=(200, 200), activation: str = "tanh",
                  likelihood: str = "bernoulli", sigma: float = 1.0, dtype: str = "float32",
                  seed: int = 0, backend: str | Backend = "numpy"):
-        rng = self._setup(backend, seed, dtype, likelihood, sigma)
-        self.config = dict(x_dim=int(x_dim), latent_dim=int(latent_dim),
-                           encoder_hidden=[int(h) for h in encoder_hidden],
-                           decoder_hidden=[int(h) for h in decoder_hidden],
-                           activation=activation, likelihood=likelihood, sigma=float(sigma),
-                           dtype=self.dtype.name, seed=int(seed))
-        self.x_dim, self.latent_dim = int(x_dim), int(latent_dim)
+        x_dim = check_int("x_dim", x_dim, 1, "x_dim counts pixels per example, e.g. 784")
+        latent_dim = check_int("latent_dim", latent_dim, 1, "latent_dim counts latent units")
+        encoder_hidden = check_sizes("encoder_hidden", encoder_hidden)
+        decoder_hidden = check_sizes("decoder_hidden", decoder_hidden)
+        rng = self._setup(backend, seed, dtype, likelihood, sigma, activation)
+        self.config = dict(x_dim=x_dim, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                           decoder_hidden=decoder_hidden, activation=activation,
+                           likelihood=likelihood, sigma=float(sigma), dtype=self.dtype.name,
+                           seed=int(seed))
+        self.x_dim, self.latent_dim = x_dim, latent_dim
         self.eps_dim = self.latent_dim
         xp = self.xp
         self.encoder = MLP([x_dim, *encoder_hidden, 2 * latent_dim], activation,
@@ -231,8 +280,9 @@ class VAE(LatentVariableModel):
         return G.split(self.encoder.forward(self.check_x(x))[0])
 
     def decode(self, z):
-        """E[x | z], the mean of p(x | z): pixel probabilities for the Bernoulli decoder."""
-        out, _ = self.decoder.forward(z.astype(self.dtype, copy=False))
+        """E[x | z], the mean of p(x | z): pixel probabilities for the Bernoulli decoder; z (..., D)
+        gives (..., P)."""
+        out, _ = self.decoder.forward(self.check_z(z))
         return self.likelihood.mean(out)
 
     def reconstruct(self, x):
@@ -241,6 +291,7 @@ class VAE(LatentVariableModel):
 
     def sample(self, n: int, rng=None):
         """n draws z ~ p(z) = N(0, I) decoded to E[x | z], (n, P)."""
+        n = check_int("n", n, 1, "n counts the samples to draw")
         rng = self.backend.rng if rng is None else rng
         return self.decode(rng.standard_normal((n, self.latent_dim), dtype=self.dtype))
 

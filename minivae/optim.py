@@ -11,11 +11,25 @@ values), and can save and restore its state for checkpoints.  The learning rate
 """
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 
 import numpy as np
 
 from .backend import array_module
+from .checks import InvalidInput, InvalidInputType, check_choice, check_positive, check_real
+
+
+def check_lr(lr) -> float:
+    """``lr`` as a finite float > 0, or one clear error (at construction and at every step)."""
+    return check_positive("lr", lr, "lr is the learning rate, e.g. 1e-3")
+
+
+def check_decay(name: str, value) -> float:
+    """A decay rate (momentum, Adam's beta1 and beta2) as a float in [0, 1)."""
+    return check_real(name, value, 0.0, 1.0, high_open=True,
+                      fix="it is a decay rate such as 0.9 (0 for none; 1 would never forget)")
 
 
 class Optimizer:
@@ -23,7 +37,7 @@ class Optimizer:
     slots: tuple = ()
 
     def __init__(self, lr: float):
-        self.lr = float(lr)
+        self.lr = check_lr(lr)
         self.t = 0
         self.state = {slot: {} for slot in self.slots}
         self._work = {}                                  # scratch arrays, not part of the state
@@ -40,7 +54,22 @@ class Optimizer:
             self._work[name] = array_module(p).empty_like(p)
         return self._work[name]
 
+    def _check_step(self, params, grads) -> None:
+        """The learning rate a schedule set, and grads against params: names and shapes (host
+        metadata only, a few microseconds a step)."""
+        check_lr(self.lr)
+        for name, g in grads.items():
+            p = params.get(name)
+            if p is None:
+                raise InvalidInput(f"grads has {name!r} but params has no parameter of that name: "
+                                   f"pass the model's params and the grads computed for them.")
+            if g.shape != p.shape:
+                raise InvalidInput(f"The gradient of {name!r} has shape {g.shape} but the "
+                                   f"parameter has shape {p.shape}: pass the grads computed for "
+                                   f"these params.")
+
     def step(self, params, grads) -> None:
+        self._check_step(params, grads)
         self.t += 1
         for name, g in grads.items():
             self._update(name, params[name], g)
@@ -57,14 +86,71 @@ class Optimizer:
         return {"type": type(self).__name__, "t": self.t, "hyper": self.hyperparameters(),
                 "arrays": arrays}
 
-    def load_state_dict(self, state: dict, xp=np) -> None:
-        if state.get("type", type(self).__name__) != type(self).__name__:
-            raise ValueError(f"Optimizer state is for {state['type']}, not {type(self).__name__}.")
-        self.t = int(state["t"])
-        for key, value in state.get("hyper", {}).items():
-            setattr(self, key, value)
+    def load_state_dict(self, state: dict, xp=np, params=None) -> None:
+        r"""Restore what :meth:`state_dict` returned, on array module ``xp``, checking it first.
+
+        ``t`` must be an integer >= 0; ``hyper`` may set only this optimizer's hyperparameters
+        (finite; lr and eps above 0, beta1, beta2 and momentum in [0, 1)); every array must be a
+        float32 or float64 ``"<slot>/<name>"`` of a slot this optimizer keeps, and finite.  With
+        ``params`` (name -> array), each array must name a parameter and have its shape, and after
+        ``t`` > 0 steps every slot the optimizer fills at each step must hold every parameter: a
+        state with arrays missing would silently resume as if fresh.  Raises ValueError saying
+        what is wrong, and then changes nothing.
+        """
+        kind = type(self).__name__
+        if not isinstance(state, dict):
+            raise ValueError(f"{kind} state must be a dict, got {type(state).__name__}")
+        if state.get("type", kind) != kind:
+            raise ValueError(f"the state is for {state['type']}, not {kind}")
+        t = state.get("t")
+        if not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0:
+            raise ValueError(f"{kind}'s step count t must be an integer of at least 0, got {t!r}")
+        hyper, known = state.get("hyper", {}), self.hyperparameters()
+        if not isinstance(hyper, dict):
+            raise ValueError(f"{kind}'s hyperparameters must be a dict, got {hyper!r}")
+        ranges = {"lr": ("above 0", lambda v: v > 0), "eps": ("above 0", lambda v: v > 0),
+                  "beta1": ("in [0, 1)", lambda v: 0 <= v < 1),
+                  "beta2": ("in [0, 1)", lambda v: 0 <= v < 1),
+                  "momentum": ("in [0, 1)", lambda v: 0 <= v < 1)}
+        for key, value in hyper.items():
+            if key not in known:
+                raise ValueError(f"{kind} has no hyperparameter {key!r} (it has "
+                                 f"{', '.join(known)})")
+            rule, ok = ranges.get(key, ("finite", lambda v: True))
+            if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+                    or not math.isfinite(value) or not ok(value)):
+                raise ValueError(f"{kind}'s {key} must be a finite number {rule}, got {value!r}")
+
+        arrays = state.get("arrays", {})
+        for key, a in arrays.items():
+            slot, _, name = key.partition("/")
+            if slot not in self.slots or not name:
+                raise ValueError(f"{kind} keeps {', '.join(self.slots) or 'no state'}, not {key!r}")
+            if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+                raise ValueError(f"{kind} state {key} is {a.dtype}, not float32 or float64")
+            if params is not None and name not in params:
+                raise ValueError(f"{kind} state {key} is for {name!r}, which is not a parameter")
+            if params is not None and tuple(a.shape) != tuple(params[name].shape):
+                raise ValueError(f"{kind} state {key} has shape {tuple(a.shape)}, but parameter "
+                                 f"{name} has {tuple(params[name].shape)}")
+            if not bool(array_module(a).isfinite(a).all()):
+                raise ValueError(f"{kind} state {key} holds NaN or infinite values")
+        momentum = hyper.get("momentum", getattr(self, "momentum", None))
+        filled = () if momentum == 0.0 else self.slots    # SGD without momentum keeps nothing
+        if t > 0 and filled:
+            names = list(params) if params is not None else []
+            missing = [f"{s}/{n}" for s in filled for n in names if f"{s}/{n}" not in arrays]
+            if missing or not arrays:
+                what = (f"{len(missing)} of its arrays ({', '.join(missing[:3])}"
+                        f"{', ...' if len(missing) > 3 else ''})" if missing else "all its arrays")
+                raise ValueError(f"{kind} state after {t} steps lacks {what}: it would resume "
+                                 "as if fresh")
+
+        self.t = int(t)
+        for key, value in hyper.items():
+            setattr(self, key, float(value))
         self.state = {slot: {} for slot in self.slots}
-        for key, a in state["arrays"].items():
+        for key, a in arrays.items():
             slot, name = key.split("/", 1)
             self.state[slot][name] = xp.array(a)
 
@@ -78,7 +164,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 1e-2, momentum: float = 0.0):
         super().__init__(lr)
-        self.momentum = float(momentum)
+        self.momentum = check_decay("momentum", momentum)
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum}
@@ -114,12 +200,15 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8):
         super().__init__(lr)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2 = check_decay("beta1", beta1), check_decay("beta2", beta2)
+        self.eps = check_positive("eps", eps, "eps keeps the denominator above 0, e.g. 1e-8 (1e-4 "
+                                              "in the IWAE paper)")
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
     def step(self, params, grads):
+        self._check_step(params, grads)
         self.t += 1
         c2 = math.sqrt(1.0 - self.beta2 ** self.t)
         self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
@@ -177,7 +266,7 @@ class Adagrad(Optimizer):
 
     def __init__(self, lr: float = 1e-2, eps: float = 1e-10):
         super().__init__(lr)
-        self.eps = float(eps)
+        self.eps = check_positive("eps", eps, "eps keeps the denominator above 0, e.g. 1e-10")
 
     def hyperparameters(self):
         return {"lr": self.lr, "eps": self.eps}
@@ -198,8 +287,10 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adagrad": Adagrad}
 
 def make_optimizer(name: str, **kwargs) -> Optimizer:
     """The optimizer called ``name`` (``"sgd"``, ``"adam"``, ``"adagrad"``) with ``kwargs``."""
-    try:
-        return OPTIMIZERS[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"Unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}.") \
-            from None
+    cls = OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
+    known = list(inspect.signature(cls).parameters)
+    for key in kwargs:
+        if key not in known:
+            raise InvalidInputType(f"{cls.__name__} has no hyperparameter {key!r}: it takes "
+                                   f"{', '.join(known)}.")
+    return cls(**kwargs)

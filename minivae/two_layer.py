@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from . import gaussian as G
 from .backend import Backend
+from .checks import check_int, check_sizes
 from .layers import MLP
 from .model import LatentLayer, LatentVariableModel
 
@@ -38,12 +39,16 @@ class TwoLayerVAE(LatentVariableModel):
                  x_hidden=(200, 200), h_hidden=(100, 100), activation: str = "tanh",
                  likelihood: str = "bernoulli", sigma: float = 1.0, dtype: str = "float32",
                  seed: int = 0, backend: str | Backend = "numpy"):
-        rng = self._setup(backend, seed, dtype, likelihood, sigma)
-        self.config = dict(x_dim=int(x_dim), h1_dim=int(h1_dim), h2_dim=int(h2_dim),
-                           x_hidden=[int(h) for h in x_hidden], h_hidden=[int(h) for h in h_hidden],
-                           activation=activation, likelihood=likelihood, sigma=float(sigma),
-                           dtype=self.dtype.name, seed=int(seed))
-        self.x_dim, self.h1_dim, self.h2_dim = int(x_dim), int(h1_dim), int(h2_dim)
+        x_dim = check_int("x_dim", x_dim, 1, "x_dim counts pixels per example, e.g. 784")
+        h1_dim = check_int("h1_dim", h1_dim, 1, "h1_dim is the first latent layer's width")
+        h2_dim = check_int("h2_dim", h2_dim, 1, "h2_dim is the second latent layer's width")
+        x_hidden = check_sizes("x_hidden", x_hidden)
+        h_hidden = check_sizes("h_hidden", h_hidden)
+        rng = self._setup(backend, seed, dtype, likelihood, sigma, activation)
+        self.config = dict(x_dim=x_dim, h1_dim=h1_dim, h2_dim=h2_dim, x_hidden=x_hidden,
+                           h_hidden=h_hidden, activation=activation, likelihood=likelihood,
+                           sigma=float(sigma), dtype=self.dtype.name, seed=int(seed))
+        self.x_dim, self.h1_dim, self.h2_dim = x_dim, h1_dim, h2_dim
         self.latent_dim = self.h1_dim                   # what encode / decode speak
         self.eps_dim = self.h1_dim + self.h2_dim
         kw = dict(rng=rng, dtype=self.dtype, xp=self.xp)
@@ -68,14 +73,15 @@ class TwoLayerVAE(LatentVariableModel):
         return G.split(self.p1.forward(h2.astype(self.dtype, copy=False))[0])
 
     def decode(self, h1):
-        """E[x | h1], the mean of p(x | h1)."""
-        return self.likelihood.mean(self.px.forward(h1.astype(self.dtype, copy=False))[0])
+        """E[x | h1], the mean of p(x | h1); h1 (..., D1) gives (..., P)."""
+        return self.likelihood.mean(self.px.forward(self.check_z(h1, "h1"))[0])
 
     def reconstruct(self, x):
         return self.decode(self.encode(x)[0])
 
     def sample(self, n: int, rng=None):
         """h2 ~ N(0, I), h1 ~ p(h1 | h2), decoded to E[x | h1], (n, P)."""
+        n = check_int("n", n, 1, "n counts the samples to draw")
         rng = self.backend.rng if rng is None else rng
         h2 = rng.standard_normal((n, self.h2_dim), dtype=self.dtype)
         mu_p, logvar_p = self.prior_h1(h2)
@@ -85,6 +91,7 @@ class TwoLayerVAE(LatentVariableModel):
 
     def latent_means(self, x, rng=None, n_samples: int = 100):
         r"""[E_q[h1], E_q[h2]] per example: mu1(x), and mean_s mu2(h1_s) over h1_s ~ q(h1|x)."""
+        n_samples = check_int("n_samples", n_samples, 1, "n_samples counts h1 draws per example")
         rng = self.backend.generator("latent_means") if rng is None else rng
         mu1, logvar1 = self.encode(x)
         eps1 = rng.standard_normal((n_samples,) + mu1.shape, dtype=self.dtype)

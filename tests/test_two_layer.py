@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minivae.backend import to_host
 from minivae.checkpoint import load_checkpoint, save_checkpoint
 from minivae.evaluate import active_units_per_layer, log_likelihood
 from minivae.two_layer import TwoLayerVAE
