@@ -18,6 +18,7 @@ hundred steps to update a progress bar.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,15 +26,25 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .backend import reuse_freed_memory
+from .checks import InvalidInput, InvalidInputType
 from .data import binarize, binarize_fixed
-from .optim import make_optimizer
+from .objectives import get_objective
+from .optim import OPTIMIZERS, make_optimizer
 
 SCHEDULES = ("constant", "iwae", "exp")
 IWAE_PASSES = sum(3 ** i for i in range(8))          # 3280
+DIVERGENCE_FACTOR = 100     # see train(): how far above its start a loss may go
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN or infinite loss; the last good checkpoint is left as it was."""
+    """Training stopped at an epoch's end because a loss or a parameter (or the optimizer's
+    state) was NaN or infinite; ``on_epoch_end`` was not called for that epoch, so nothing it
+    would have saved was written."""
+
+
+class TrainingDiverged(NonFiniteLoss):
+    """Training stopped at an epoch's end because the test -ELBO or the training loss grew without
+    bound (see :func:`train`); as for :class:`NonFiniteLoss`, nothing was saved for that epoch."""
 
 
 @dataclass
@@ -67,11 +78,46 @@ class TrainConfig:
     minutes: float | None = None
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}.")
-        for name in ("epochs", "batch_size", "k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        """Check every field where it enters: one :class:`~minivae.checks.InvalidInput` (a
+        ValueError) naming the field, its value and what it must be."""
+        for name in ("schedule", "optimizer"):
+            choices = SCHEDULES if name == "schedule" else tuple(OPTIMIZERS)
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                raise InvalidInput(f"Unknown {name} {value!r}: choose one of {', '.join(choices)}.")
+        try:
+            get_objective(self.objective)
+        except ValueError as err:                        # "Unknown objective ...: choose ..."
+            raise InvalidInput(str(err)) from None
+        for name in ("epochs", "batch_size", "k", "eval_batch"):
+            _check(name, getattr(self, name), 1, integer=True)
+        _check("seed", self.seed, 0, integer=True)
+        _check("beta", self.beta, 0, inclusive=True)
+        for name in ("lr", "lr_end", "adam_eps"):
+            _check(name, getattr(self, name), 0)
+        if self.minutes is not None:
+            _check("minutes", self.minutes, 0, extra=" (or None: no time budget)")
+        if not isinstance(self.binarize, bool):
+            raise InvalidInputType(f"binarize must be True or False, got {self.binarize!r}.")
+        if not isinstance(self.dataset, str):
+            raise InvalidInputType(f"dataset must be a data set's name (a string), got "
+                                   f"{self.dataset!r}.")
+
+
+def _check(name, value, low, integer: bool = False, inclusive: bool | None = None,
+           extra: str = "") -> None:
+    """Raise ``"<name> must be at least <low> and an integer, got <value>."`` (or "above <low> and
+    finite" for a real number) unless ``value`` is such a number; ``inclusive`` defaults to
+    at-least for integers and above for real numbers."""
+    inclusive = integer if inclusive is None else inclusive
+    kind = numbers.Integral if integer else numbers.Real
+    right_kind = isinstance(value, kind) and not isinstance(value, bool)
+    if not (right_kind and (integer or math.isfinite(value))
+            and (value >= low if inclusive else value > low)):
+        rule = (f"{'at least' if inclusive else 'above'} {low} and "
+                f"{'an integer' if integer else 'finite'}")
+        error = InvalidInput if right_kind else InvalidInputType
+        raise error(f"{name} must be {rule}{extra}, got {value!r}.")
 
 
 def learning_rate(cfg: TrainConfig, epoch: int, progress: float | None = None) -> float:
@@ -98,15 +144,16 @@ def make_train_optimizer(cfg: TrainConfig):
     return make_optimizer(cfg.optimizer, lr=cfg.lr)
 
 
-def evaluate_elbo(model, x_test_bin, cfg: TrainConfig) -> dict:
+def evaluate_elbo(model, x_test_bin, cfg: TrainConfig, check_data: bool = True) -> dict:
     """Test -ELBO (analytic KL, beta = 1 whatever the training beta, one fixed eps), its KL and
-    reconstruction terms, nats per example."""
+    reconstruction terms, nats per example.  ``check_data=False`` skips the likelihood's data check
+    of each batch (for a test set checked once already, as :func:`train` does)."""
     xp, be = model.xp, model.backend
     rng = be.generator("test_elbo")                      # the same eps every epoch
     totals = xp.zeros(3, dtype=xp.float64)
     for i in range(0, x_test_bin.shape[0], cfg.eval_batch):
         xb = x_test_bin[i:i + cfg.eval_batch]
-        bound, _, stats = model.forward(xb, "elbo", 1, 1.0, rng=rng)
+        bound, _, stats = model.forward(xb, "elbo", 1, 1.0, rng=rng, check_data=check_data)
         n = xb.shape[0]
         totals += xp.stack([-bound.sum(), stats["kl"] * n, stats["recon"] * n]).astype(xp.float64)
     nelbo, kl, recon = (float(v) / x_test_bin.shape[0] for v in be.to_host(totals))
@@ -131,9 +178,46 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
     x_train, x_test: host float32 arrays (N, P) in [0, 1] (grey levels); the training set is
     binarised afresh every batch (``cfg.binarize``), the test set once with a fixed seed.
     ``on_epoch_end(epoch, history, optimizer)`` runs after each epoch (to save a checkpoint).
-    Raises :class:`NonFiniteLoss` if the loss becomes NaN or infinite.
+
+    Guards.  Once per run, both data sets are checked by the likelihood's rule
+    (``model.likelihood.check_data``: finite, in [0, 1] for Bernoulli pixels; the steps then skip
+    it), and the model's parameters, the optimizer's state and, for a fresh run, the test -ELBO
+    before training must be finite.  At every epoch's end, before the epoch is logged, recorded or
+    handed to ``on_epoch_end``:
+
+    * the training loss, the test -ELBO, every parameter and every optimizer state array must be
+      finite, else :class:`NonFiniteLoss`.  All four are needed: with one batch per epoch the
+      loss is measured before the step that turned the parameters to NaN.
+    * the test -ELBO must stay at most ``start + 100 max(|start|, P)`` nats, with ``start`` the
+      test -ELBO before the first epoch (on a resume, after the run's first epoch: ``history[0]``)
+      and P the pixels per example, and the training loss at most ``start + 100 max(|start|, P)
+      max(1, beta)`` (its KL term weighs beta), else :class:`TrainingDiverged`.  Training lowers
+      the loss; one that grew by a hundred times its starting size, and by at least 100 nats per
+      pixel (a fair coin is 0.69 nats a binary pixel), is growing without bound: ``--lr-end 1e5``
+      took a VAE on MNIST to 1e11 nats.  The training loss counts too: it sees every step, and a
+      run whose steps reached 1e17 nats mid-epoch can end the epoch at a test -ELBO of "only"
+      5,000.  The floor of 100 nats a pixel keeps a start near zero (a learned variance) from
+      making the bound tight.
+
+    Either way ``on_epoch_end`` is not called for the failing epoch, so a checkpoint it saved
+    for an earlier epoch is left as it was, and the message says so.
+
+    Resuming: pass the checkpoint's optimizer, ``start_epoch`` = the epochs it completed and its
+    ``history``.  Every random draw of epoch e depends only on (seed, e), so with the same ``cfg``
+    the resumed run ends with exactly the parameters of an uninterrupted one (on NumPy).  With a
+    larger ``cfg.epochs`` it is not one longer run: the ``"exp"`` schedule sets epoch e's rate
+    from e / (epochs - 1) and ``"iwae"`` spreads its stages over ``epochs``, so the new length
+    recomputes the schedule from ``start_epoch`` on (after a finished exp run decayed to
+    ``lr_end``, the rate jumps back up to where a run of the new length would be at
+    ``start_epoch``), while the epochs already done keep the rates of the old length.  A longer
+    ``cfg.minutes`` budget does the same to a timed run.  ``"constant"`` is unaffected.
     """
     be, xp = model.backend, model.xp
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if getattr(x, "ndim", None) != 2 or x.shape[0] == 0:
+            raise InvalidInput(f"{name} must be a 2-D array with at least one row (N, P), got "
+                               f"shape {getattr(x, 'shape', type(x).__name__)}.")
+        model.likelihood.check_data(x)                   # once per run; the steps skip it
     reuse_freed_memory()                  # every step allocates the same large arrays: keep them
     optimizer = optimizer or make_train_optimizer(cfg)
     history = list(history or [])
@@ -141,6 +225,31 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
     X_test = be.asarray(binarize_fixed(x_test, cfg.seed) if cfg.binarize else x_test, model.dtype)
     N, B = X.shape[0], cfg.batch_size
     n_batches = math.ceil(N / B)
+
+    def stop(error, epoch, problem):
+        """Raise ``error`` for epoch ``epoch`` (0-based; None: before training), saying truly
+        what was saved."""
+        if epoch is None:
+            where, kept = "before training", "Nothing was trained or saved."
+        else:
+            where = f"in epoch {epoch + 1}"
+            kept = f"Epoch {epoch + 1} was not saved" + (
+                "." if on_epoch_end is None else
+                ", and no checkpoint was written before it." if epoch == 0 else
+                ": the last good checkpoint was kept.")
+        raise error(f"Training stopped {where}: {problem}. {kept} Lower the learning rate "
+                    "(--lr, --lr-end), or check the data and the model's parameters.")
+
+    bad = non_finite_arrays(model, optimizer)
+    start, start_when = (history[0].get("test_nelbo"), "after epoch 1") if history else (None, "")
+    if not bad and not (isinstance(start, float) and math.isfinite(start)):
+        start = evaluate_elbo(model, X_test, cfg, check_data=False)["test_nelbo"]
+        start_when = "before training"
+    if bad or not math.isfinite(start):
+        stop(NonFiniteLoss, None, f"{_list(bad)} hold NaN or infinite values" if bad else
+             f"the model's test -ELBO is {start} nats")
+    limit = start + DIVERGENCE_FACTOR * max(abs(start), X.shape[1])          # see the docstring
+    train_limit = start + (limit - start) * max(1.0, cfg.beta)
 
     budget = None if cfg.minutes is None else 60.0 * cfg.minutes
     elapsed = sum(r["seconds"] for r in history)                         # time spent before a resume
@@ -158,7 +267,8 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
             xb = X[perm[j * B:(j + 1) * B]]
             if cfg.binarize:
                 xb = binarize(xb, rng)
-            loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, rng=rng)
+            loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, rng=rng,
+                                                  check_data=False)
             optimizer.step(model.params, grads)
             total += loss * xb.shape[0]
             if bar is not None:
@@ -171,12 +281,26 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         elapsed += seconds
         if bar is not None:
             bar.close()
-        if not math.isfinite(train_loss):
-            raise NonFiniteLoss(
-                f"The training loss became {train_loss} in epoch {epoch + 1}: training stopped and "
-                "the last good checkpoint was kept. Lower the learning rate (--lr) or check the data.")
+
+        # the epoch's end: nothing is logged, recorded or saved before these checks pass
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
-                  **evaluate_elbo(model, X_test, cfg), "seconds": seconds}
+                  **evaluate_elbo(model, X_test, cfg, check_data=False), "seconds": seconds}
+        bad = non_finite_arrays(model, optimizer)
+        problems = [f"the {what} is {value}" for what, value in (
+            ("training loss", train_loss), ("test -ELBO", record["test_nelbo"]))
+            if not math.isfinite(value)]
+        problems += [f"{_list(bad)} hold NaN or infinite values"] if bad else []
+        if problems:
+            stop(NonFiniteLoss, epoch, ", ".join(problems))
+        for what, value, bound in (("test -ELBO", record["test_nelbo"], limit),
+                                   ("training loss", train_loss, train_limit)):
+            if value > bound:
+                stop(TrainingDiverged, epoch, (
+                    f"the loss diverged: the {what} reached {value:.4g} nats, above the limit of "
+                    f"{bound:.4g}, which is the test -ELBO {start_when} ({start:.4g}) plus "
+                    f"{DIVERGENCE_FACTOR} times the larger of its size and the {X.shape[1]} "
+                    "pixels' count" + (f", times beta = {cfg.beta:g}"
+                                       if bound is train_limit and cfg.beta > 1 else "")))
         history.append(record)
         objective = cfg.objective + (f" beta={cfg.beta:g}" if cfg.beta != 1 else "")
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {objective} loss {train_loss:8.3f}  "
@@ -185,6 +309,25 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         if on_epoch_end is not None:
             on_epoch_end(epoch, history, optimizer)
     return history
+
+
+def non_finite_arrays(model, optimizer=None) -> list:
+    """The names of the model's parameters and the optimizer's state arrays that hold NaN or
+    infinite values (``"encoder.0.W"``, ``"Adam m/encoder.0.W"``), with one read from the device."""
+    arrays = dict(model.params)
+    if optimizer is not None:
+        kind = type(optimizer).__name__
+        state = getattr(optimizer, "state", {})
+        arrays.update({f"{kind} {slot}/{name}": a for slot, d in state.items()
+                       for name, a in d.items()})
+    xp = model.xp
+    finite = model.backend.to_host(xp.stack([xp.isfinite(a).all() for a in arrays.values()]))
+    return [name for name, ok in zip(arrays, finite) if not ok]
+
+
+def _list(names, most: int = 4) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def config_dict(cfg: TrainConfig) -> dict:

@@ -5,18 +5,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minivae import VAE, Adam
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
-
-def trained_pair():
-    model = VAE(x_dim=10, latent_dim=3, encoder_hidden=(6,), decoder_hidden=(5,), seed=2)
-    opt = Adam(lr=1e-3, eps=1e-4)
-    x = (np.random.default_rng(0).random((4, 10)) < 0.5).astype(np.float32)
-    for _ in range(3):
-        _, grads, _ = model.loss_and_grads(x, "iwae", 2)
-        opt.step(model.params, grads)
-    return model, opt
+from tests.models import trained_pair
 
 
 def test_round_trip_restores_model_optimizer_and_train_state(tmp_path):
