@@ -33,8 +33,9 @@ import numpy as np
 from minivae import to_host
 from minivae.analysis import kl_per_dimension
 from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
-                              build_vae, run, run_parser, short_training_config, training_subset,
-                              write_figures, write_metrics)
+                              build_vae, check_batch_size, output_folder, parse_flags,
+                              positive_float, run, run_parser, short_training_config,
+                              training_subset, write_figures, write_metrics)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
 from minivae.train import NonFiniteLoss, config_dict, train
@@ -43,13 +44,10 @@ from minivae.train import NonFiniteLoss, config_dict, train
 def parse_args(argv=None):
     p = run_parser(__doc__, out="runs/beta_vae")
     add_dataset_argument(p)
-    p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 4.0],
-                   help="KL weights, one model each")
+    p.add_argument("--betas", type=positive_float, nargs="+", default=[0.5, 1.0, 4.0],
+                   help="KL weights (> 0), one model each")
     add_short_training_arguments(p, latent_dim=32)
-    args = p.parse_args(argv)
-    if any(not b > 0 for b in args.betas):
-        p.error(f"every beta must be > 0, got {args.betas}")
-    return args
+    return parse_flags(p, argv)
 
 
 # ---------------------------------------------------------------- the numbers of one beta
@@ -108,9 +106,10 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
+    out = output_folder(args.out)
     be, ds = backend_and_data(args)
     x_train = training_subset(ds, args.subset).x_train
+    check_batch_size(args.batch_size, x_train.shape[0])
     x_test_bin = binarize_fixed(ds.x_test, args.seed)             # what train() evaluates on
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images, "
           f"binarised; backend {be.name}; betas {' '.join(f'{b:g}' for b in args.betas)}")

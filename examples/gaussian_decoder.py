@@ -59,8 +59,9 @@ import numpy as np
 from minivae import to_host
 from minivae.analysis import bits_per_pixel, dequantize, sigma_for_r_loss_factor
 from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
-                              build_vae, run, run_parser, short_training_config, training_subset,
-                              write_figures, write_metrics)
+                              build_vae, check_batch_size, output_folder, parse_flags,
+                              positive_float, run, run_parser, short_training_config,
+                              training_subset, write_figures, write_metrics)
 from minivae.evaluate import active_units
 from minivae.gaussian import LOG_2PI
 from minivae.train import config_dict, train
@@ -69,16 +70,13 @@ from minivae.train import config_dict, train
 def parse_args(argv=None):
     p = run_parser(__doc__, out="runs/gaussian_decoder")
     add_dataset_argument(p)
-    p.add_argument("--r-loss-factor", type=float, default=1000.0,
+    p.add_argument("--r-loss-factor", type=positive_float, default=1000.0,
                    help="weight r of the mean squared error: the fixed decoder has "
                         "sigma^2 = P / (2 r)")
     p.add_argument("--no-dequantize", action="store_true",
                    help="train on the raw grey levels (the learned variance runs away)")
     add_short_training_arguments(p, latent_dim=16)
-    args = p.parse_args(argv)
-    if not args.r_loss_factor > 0:
-        p.error(f"--r-loss-factor must be > 0, got {args.r_loss_factor}")
-    return args
+    return parse_flags(p, argv)
 
 
 # ---------------------------------------------------------------- the two decoders
@@ -141,9 +139,10 @@ def make_figures(learned, fixed, x_test, out: Path, seed: int, n: int = 10) -> l
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out, deq = Path(args.out), not args.no_dequantize
+    out, deq = output_folder(args.out), not args.no_dequantize
     be, ds = backend_and_data(args)
     x_train, x_test = training_subset(ds, args.subset).x_train, ds.x_test
+    check_batch_size(args.batch_size, x_train.shape[0])
     if deq:                                                     # noise drawn once, fixed seeds
         x_train = dequantize(x_train, np.random.default_rng([args.seed, 10]))
         x_test = dequantize(x_test, np.random.default_rng([args.seed, 11]))

@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 import sys
 import time
-from pathlib import Path
 
-from minivae.commands import (backend_and_data, build_vae, machine, run, run_parser,
-                              training_subset, write_figures, write_metrics)
+from minivae.commands import (at_least, backend_and_data, build_vae, check_batch_size, machine,
+                              non_negative_int, output_folder, parse_flags, positive_int, run,
+                              run_parser, training_subset, write_figures, write_metrics)
 from minivae.data import binarize_fixed
 from minivae.estimators import ESTIMATORS, estimator_moments, summarize_moments
 from minivae.plots import plot_gradient_variance
@@ -39,29 +39,28 @@ from minivae.train import TrainConfig, config_dict, train
 
 def parse_args(argv=None):
     p = run_parser(__doc__, out="runs/gradient_variance")
-    p.add_argument("--samples", type=int, nargs="+", default=[1, 2, 5, 10, 50, 100],
+    p.add_argument("--samples", type=positive_int, nargs="+", default=[1, 2, 5, 10, 50, 100],
                    help="K: samples per gradient estimate")
-    p.add_argument("--repeats", type=int, default=50,
-                   help="independent estimates per estimator and K")
-    p.add_argument("--batch-size", type=int, default=100, help="the fixed batch's size")
-    p.add_argument("--pretrain-epochs", type=int, default=2,
+    p.add_argument("--repeats", type=at_least(2), default=50,
+                   help="independent estimates per estimator and K (at least 2: a variance)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="the fixed batch's size")
+    p.add_argument("--pretrain-epochs", type=non_negative_int, default=2,
                    help="epochs of ELBO training on --subset before measuring (0: random init)")
-    p.add_argument("--subset", type=int, default=10000, help="training images for the pretraining")
-    p.add_argument("--latent-dim", type=int, default=50)
-    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200],
+    p.add_argument("--subset", type=positive_int, default=10000,
+                   help="training images for the pretraining")
+    p.add_argument("--latent-dim", type=positive_int, default=50)
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200],
                    help="hidden layer sizes of the encoder (the decoder mirrors them)")
     p.add_argument("--no-figures", action="store_true")
-    args = p.parse_args(argv)
-    if min(args.samples) < 1 or args.repeats < 2 or args.batch_size < 1 or args.pretrain_epochs < 0:
-        p.error("--samples must be >= 1, --repeats >= 2, --batch-size >= 1, --pretrain-epochs >= 0")
-    return args
+    return parse_flags(p, argv)
 
 
 def pretrain(args, be, x_train, x_test):
     model = build_vae(args, x_train, be)
     history, cfg = [], None
     if args.pretrain_epochs > 0:
-        cfg = TrainConfig(epochs=args.pretrain_epochs, batch_size=100, seed=args.seed)
+        cfg = TrainConfig(epochs=args.pretrain_epochs, batch_size=min(100, x_train.shape[0]),
+                          seed=args.seed)
         history = train(model, x_train, x_test, cfg, progress=False)
     return model, history, cfg
 
@@ -98,10 +97,11 @@ def format_table(rows) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
+    out = output_folder(args.out)
     t_start = time.perf_counter()
     be, ds = backend_and_data(args, "mnist")
     x_train = training_subset(ds, args.subset).x_train
+    check_batch_size(args.batch_size, ds.x_train.shape[0])       # the fixed batch: any images
     print(f"{ds.name}: {x_train.shape[0]} training images from {ds.source}; backend {be.name}")
 
     t0 = time.perf_counter()

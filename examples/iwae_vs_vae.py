@@ -31,10 +31,19 @@ time spent.  A checkpoint without Adam state (those in checkpoints/ hold paramet
 only) resumes too, once copied to OUT/<run>/checkpoint.npz, with Adam's moments at zero.  Every
 budget, switch of schedule and restart of Adam is this script's own record, kept in the checkpoint
 under "campaign" and named in the report.  Writes results.json, results.md (minivae beside the
-paper) and a checkpoint per run.
+paper) and a checkpoint per run, each replaced whole or not at all.
+
+What --resume takes from a run's checkpoint: the model, the objective and k (which the run's name
+must match), --batch-size, --seed and --subset (given with another value, they are refused), the
+learning rates and the schedule, which --passes and --minutes (a new budget) and --schedule (a
+switch from the next pass on) change.
+Without --resume, a run whose checkpoint is in OUT already is refused before anything trains:
+pass --resume to continue it, or --overwrite (or another --out) to train it again.  A damaged
+OUT/results.json is refused before anything trains too.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -42,10 +51,13 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import VAE
-from minivae.checkpoint import CheckpointError, load_checkpoint
-from minivae.commands import (backend_and_data, markdown_table, run, run_parser, save_every_epoch,
-                              score_log_likelihood, train_config, training_subset, update_records)
+from minivae import VAE, get_backend
+from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from minivae.commands import (CommandError, add_overwrite_argument, backend_and_data,
+                              check_batch_size, check_resume_flags, markdown_table, output_folder,
+                              parse_flags, positive_float, positive_int, read_records,
+                              refuse_to_replace, resumed_config, run, run_parser, save_every_epoch,
+                              score_log_likelihood, training_subset, update_records, write_text)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units_per_layer
 from minivae.train import IWAE_PASSES, TrainConfig, train
@@ -72,32 +84,41 @@ PROTOCOL = ("Glorot init; output bias = logit(mean training pixel); Adam beta1=0
 
 
 def parse_args(argv=None):
-    p = run_parser(__doc__, out="runs/iwae")
-    p.add_argument("--runs", nargs="*", default=None, help="e.g. vae-1-1 iwae-1-50 iwae-2-5")
-    p.add_argument("--objectives", nargs="*", default=["vae", "iwae"], choices=["vae", "iwae"])
-    p.add_argument("--k", type=int, nargs="*", default=[1, 5, 50])
-    p.add_argument("--layers", type=int, nargs="*", default=[1, 2])
+    p = run_parser(__doc__, out="runs/iwae", epilog=__doc__.split("\n\n")[-1].replace("\n", " "))
+    p.add_argument("--runs", nargs="+", type=parse_run, default=None,
+                   help="e.g. vae-1-1 iwae-1-50 iwae-2-5")
+    p.add_argument("--objectives", nargs="+", default=["vae", "iwae"], choices=["vae", "iwae"])
+    p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], choices=[1, 5, 50])
+    p.add_argument("--layers", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
-    p.add_argument("--passes", type=int, default=None,
+    p.add_argument("--passes", type=positive_int, default=None,
                    help=f"passes over the data (default {IWAE_PASSES}); the 3^i schedule is "
                         "scaled to fit")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
-    p.add_argument("--resume", action="store_true",
-                   help="continue each run from OUT/<run>/checkpoint.npz where there is one, with "
-                        "its stored configuration; --passes or --minutes, if given, replace its "
-                        "budget, and --schedule switches its schedule from the next pass on")
+    p.add_argument("--minutes", type=positive_float, default=None,
+                   help="wall-clock budget per run")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue each run from OUT/<run>/checkpoint.npz where there is one, "
+                            "with its stored configuration; --passes or --minutes, if given, "
+                            "replace its budget, and --schedule switches its schedule from the "
+                            "next pass on")
+    add_overwrite_argument(again, "a run's checkpoint")
     p.add_argument("--schedule", default=None, choices=["iwae", "exp"],
                    help="iwae (the default): the paper's 3^i stages, scaled to the budget; exp: "
                         "1e-3 decaying geometrically to 1e-4 over the budget; with --resume, "
                         "switches a run's schedule from its next pass on")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--eval-k", type=int, default=5000)
-    p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (default all)")
-    p.add_argument("--subset", type=int, default=None, help="training images (default all 60,000)")
-    return p.parse_args(argv)
+    p.add_argument("--batch-size", type=positive_int, default=20)
+    p.add_argument("--eval-k", type=positive_int, default=5000)
+    p.add_argument("--eval-n", type=positive_int, default=None,
+                   help="test images to evaluate (default all)")
+    p.add_argument("--subset", type=positive_int, default=None,
+                   help="training images (default all 60,000)")
+    return parse_flags(p, argv)
 
 
 def parse_run(name: str):
+    """(objective, layers, k) of a Table 1 run's name, or a Table 2 continuation's name; an
+    argparse type, so an unknown name is refused with the flags."""
     if name in PAPER_TABLE2:
         return name
     try:
@@ -106,8 +127,9 @@ def parse_run(name: str):
     except ValueError:
         key = None
     if key not in PAPER_TABLE1:
-        raise SystemExit(f"error: unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50, "
-                         f"or a Table 2 continuation ({', '.join(PAPER_TABLE2)}).")
+        raise argparse.ArgumentTypeError(
+            f"unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50, or a Table 2 "
+            f"continuation ({', '.join(PAPER_TABLE2)})")
     return key
 
 
@@ -125,17 +147,23 @@ def hardware() -> dict:
 
 # ---------------------------------------------------------------- a run, and its record
 
-def resume(name, path, backend, args):
+def resume(name, path, fresh, cfg, args):
     """Continue the run saved at ``path``: (model, optimizer, cfg, start, history, record).
 
+    The checkpoint must hold the model and the objective of run ``name`` (those of ``fresh`` and
+    ``cfg``), and no flag given may contradict it (:func:`check_resume_settings`); it is loaded
+    on a backend with its own seed, so a resumed run draws what an uninterrupted one would.
     ``record`` is the run's "campaign" (checkpoints/*.npz keep it as their config's "extra"): the
     passes where Adam restarted, and every budget and schedule with the pass it began at.
     """
+    saved = check_resume_settings(name, path, fresh, cfg, args)
+    backend = fresh.backend
+    if saved.get("seed", backend.seed) != backend.seed:
+        backend = get_backend(backend.name, saved["seed"])
     model, optimizer, state = load_checkpoint(path, backend)
-    saved = state["config"]
     record = {**saved.get("extra", {}), **state.get("campaign", {})}
-    cfg = train_config(saved, **({"epochs": args.passes} if args.passes else {}),
-                       **({"minutes": args.minutes} if args.minutes else {}))
+    cfg = resumed_config(path, state, **({"epochs": args.passes} if args.passes else {}),
+                         **({"minutes": args.minutes} if args.minutes else {}))
     start, history = state["epoch"], state["history"]
     print(f"== {name}: resuming after pass {start} "
           f"({sum(r['seconds'] for r in history) / 60:.1f} minutes of training so far)")
@@ -154,16 +182,37 @@ def resume(name, path, backend, args):
     return model, optimizer, cfg, start, history, record
 
 
+def check_resume_settings(name, path, fresh, cfg, args) -> dict:
+    """The training configuration saved at ``path``, once it is known to be run ``name``'s: the
+    model type, objective and k of ``fresh`` and ``cfg``, and a --batch-size, --seed or --subset
+    that agrees (given, or for --subset, this invocation's data)."""
+    meta, _ = read_checkpoint(path)
+    model, train = meta.get("model") or {}, meta.get("train") or {}
+    saved = train.get("config") if isinstance(train.get("config"), dict) else {}
+    held = (model.get("type", "VAE"), saved.get("objective"), saved.get("k"))
+    if held != (type(fresh).__name__, cfg.objective, cfg.k):
+        raise CheckpointError(f"{path} holds a {held[0]} trained with {held[1]} k={held[2]}, but "
+                              f"run {name} is a {type(fresh).__name__} trained with {cfg.objective} "
+                              f"k={cfg.k}: move the file away, or pass another --out.")
+    check_resume_flags(args, {dest: saved[dest] for dest in ("batch_size", "seed") if dest in saved},
+                       path)
+    if "subset" in train and train["subset"] != args.subset:
+        raise CommandError(f"{path} was trained on --subset {train['subset']}, this invocation on "
+                           f"--subset {args.subset}: pass --subset {train['subset']} to resume it.")
+    return saved
+
+
 def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
     """Train ``model`` (or, with ``--resume``, the run saved in OUT/name), evaluate, report."""
     path = Path(args.out) / name / "checkpoint.npz"
     optimizer, start, history, record = None, 0, [], {}
     if args.resume and path.exists():
-        model, optimizer, cfg, start, history, record = resume(name, path, model.backend, args)
+        model, optimizer, cfg, start, history, record = resume(name, path, model, cfg, args)
     print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
           f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
     history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer, start, history,
-                    on_epoch_end=save_every_epoch(path, model, cfg, campaign=record))
+                    on_epoch_end=save_every_epoch(path, model, cfg, campaign=record,
+                                                 subset=args.subset))
     wall = sum(r["seconds"] for r in history)                # training time, over every session
     result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
               "schedule": schedule_text(cfg, record), "batch_size": cfg.batch_size,
@@ -210,8 +259,9 @@ def markdown(results, backend_name) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    keys = ([parse_run(r) for r in args.runs] if args.runs is not None else
+    out = output_folder(args.out)
+    read_records(out / "results.json", "run")      # a damaged results file stops us before training
+    keys = (list(dict.fromkeys(args.runs)) if args.runs is not None else
             [(o, layers, k) for layers in args.layers for o in args.objectives for k in args.k])
     table2 = list(PAPER_TABLE2) if args.table2 else [key for key in keys if key in PAPER_TABLE2]
     keys = [key for key in keys if key not in PAPER_TABLE2]
@@ -219,8 +269,16 @@ def main(argv=None) -> int:
         source = PAPER_TABLE2[cont][0]
         if parse_run(source) not in keys and not (out / source / "checkpoint.npz").exists():
             keys.append(parse_run(source))
+    if not args.resume:                 # refuse before anything trains, not after hours
+        for name in ["-".join(map(str, key)) for key in keys] + table2:
+            refuse_to_replace(out / name / "checkpoint.npz", args)
     be, ds = backend_and_data(args, "mnist")
     ds = training_subset(ds, args.subset)
+    check_batch_size(args.batch_size, ds.x_train.shape[0], "training images" + (
+        f" (--subset {args.subset})" if args.subset else ""))
+    if args.eval_n is not None and args.eval_n > ds.x_test.shape[0]:
+        raise CommandError(f"--eval-n {args.eval_n} is more than the {ds.x_test.shape[0]} test "
+                           f"images: pass at most {ds.x_test.shape[0]}, or leave --eval-n out.")
     x_eval = binarize_fixed(ds.x_test[: args.eval_n], 0)
     passes = args.passes or IWAE_PASSES
     base = dict(epochs=passes, batch_size=args.batch_size, lr=1e-3,
@@ -248,7 +306,7 @@ def main(argv=None) -> int:
     all_results = update_records(out / "results.json", [
         {**r, "backend": be.name, "hardware": hardware(), "protocol": PROTOCOL} for r in results],
         key="run")
-    (out / "results.md").write_text(markdown(all_results, be.name))
+    write_text(out / "results.md", markdown(all_results, be.name))
     print(markdown(all_results, be.name))
     return 0
 

@@ -28,7 +28,10 @@ than to that of class a.
 Writes to --out (default runs/latent_arithmetic): metrics.json, checkpoint.npz (unless
 --checkpoint), attribute.png (rows = test digits: input, then decode(mu + w v) for w in
 linspace(-2, 2, 9)), interpolations.png (decoded paths between the codes of pairs of test
-digits, linear in mu, or spherical with --interpolation spherical).
+digits, linear in mu, or spherical with --interpolation spherical).  Training does not replace
+a model saved in --out: pass --checkpoint OUT/checkpoint.npz to use it, or --overwrite (or
+another --out) to train anew.  With --checkpoint nothing is trained, so the flags that shape the
+training (--epochs, --batch-size, --latent-dim, --hidden, --activation, --lr) are refused.
 """
 from __future__ import annotations
 
@@ -41,10 +44,15 @@ import numpy as np
 from minivae import get_backend, to_host
 from minivae.analysis import attribute_vector, decode_along, quantile_split, stroke_thickness
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from minivae.commands import (add_dataset_argument, add_short_training_arguments, build_vae, run,
-                              run_parser, short_training_config, train_state, training_subset,
-                              write_figures, write_metrics)
-from minivae.data import DataError, binarize_fixed, load_dataset
+from minivae.commands import (CommandError, add_dataset_argument, add_overwrite_argument,
+                              add_short_training_arguments, at_least, build_vae, check_batch_size,
+                              fraction, non_negative_int, output_folder, parse_flags,
+                              positive_float, positive_int, refuse_to_replace, run, run_parser,
+                              short_training_config, train_state, training_subset, write_figures,
+                              write_metrics)
+from minivae.data import binarize_fixed, load_dataset
+
+TRAINING_FLAGS = ("epochs", "batch_size", "latent_dim", "hidden", "activation", "lr")
 from minivae.train import train
 
 
@@ -55,22 +63,30 @@ def parse_args(argv=None):
                    help="a trained model (e.g. from examples/mnist_vae.py) to use instead of "
                         "training one")
     p.add_argument("--attribute", default="thickness", choices=["thickness", "class"])
-    p.add_argument("--from", dest="class_from", type=int, default=1,
+    p.add_argument("--from", dest="class_from", type=non_negative_int, default=1,
                    help="class a (--attribute class)")
-    p.add_argument("--to", dest="class_to", type=int, default=7, help="class b (--attribute class)")
-    p.add_argument("--quantile", type=float, default=0.25,
-                   help="thick = top, thin = bottom quantile of stroke width within each class")
-    p.add_argument("--max-weight", type=float, default=2.0, help="weights run over +-this")
-    p.add_argument("--n-weights", type=int, default=9)
-    p.add_argument("--n-digits", type=int, default=8, help="test digits (rows) in attribute.png")
+    p.add_argument("--to", dest="class_to", type=non_negative_int, default=7,
+                   help="class b (--attribute class)")
+    p.add_argument("--quantile", type=fraction, default=0.25,
+                   help="thick = top, thin = bottom quantile of stroke width within each class; "
+                        "in (0, 0.5]")
+    p.add_argument("--max-weight", type=positive_float, default=2.0,
+                   help="weights run over +-this")
+    p.add_argument("--n-weights", type=at_least(2), default=9)
+    p.add_argument("--n-digits", type=positive_int, default=8,
+                   help="test digits (rows) in attribute.png")
     p.add_argument("--interpolation", default="linear", choices=["linear", "spherical"])
-    p.add_argument("--steps", type=int, default=10, help="points on each interpolation path")
+    p.add_argument("--steps", type=at_least(2), default=10,
+                   help="points on each interpolation path")
     add_short_training_arguments(p, latent_dim=16)
-    args = p.parse_args(argv)
+    add_overwrite_argument(p, "a trained model (checkpoint.npz)")
+    args = parse_flags(p, argv)
     if args.attribute == "class" and args.class_from == args.class_to:
         p.error(f"--from and --to name the same class ({args.class_from}): the vector would be 0")
-    if args.n_weights < 2 or args.n_digits < 1 or args.steps < 2:
-        p.error("--n-weights and --steps must be at least 2, --n-digits at least 1")
+    ignored = [f"--{dest.replace('_', '-')}" for dest in TRAINING_FLAGS if dest in args.given]
+    if args.checkpoint and ignored:
+        p.error(f"{' '.join(ignored)}: with --checkpoint nothing is trained, so training "
+                "flags have no effect; drop them")
     return args
 
 
@@ -87,6 +103,7 @@ def get_model(args, be, ds, x_train, out: Path):
             raise CheckpointError(f"{args.checkpoint} holds a model of {model.x_dim} pixels but "
                                   f"{ds.name} images have {x_train.shape[1]}.")
         return model, state.get("binarize", True), f"checkpoint {args.checkpoint}"
+    check_batch_size(args.batch_size, x_train.shape[0])
     model = build_vae(args, x_train, be)
     cfg = short_training_config(args, dataset=ds.name)
     history = train(model, x_train, ds.x_test, cfg)
@@ -109,6 +126,11 @@ def rows_to_show(args, y_test):
     """Indices of the test digits in attribute.png: one per class 0, 1, ..., or from / to."""
     pattern = list(range(10)) if args.attribute == "thickness" else [args.class_from, args.class_to]
     classes = [pattern[i % len(pattern)] for i in range(args.n_digits)]
+    for c in set(classes):
+        if classes.count(c) > (y_test == c).sum():
+            raise CommandError(f"--n-digits {args.n_digits} needs {classes.count(c)} test digits "
+                               f"of class {c} but there are {(y_test == c).sum()}: pass a "
+                               "smaller --n-digits.")
     # the i-th row shows the next unused test digit of its class
     return [int(np.flatnonzero(y_test == c)[classes[:i].count(c)]) for i, c in enumerate(classes)]
 
@@ -130,7 +152,10 @@ def measure(args, decoded, x_train, y_train, classes):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
+    out = output_folder(args.out)
+    if not args.checkpoint:
+        refuse_to_replace(out / "checkpoint.npz", args,
+                          f"pass --checkpoint {out / 'checkpoint.npz'} to use it")
     be = get_backend(args.backend, args.seed)
     dataset = args.dataset
     if dataset is None and args.checkpoint:          # the checkpoint says what it was trained on
@@ -138,9 +163,10 @@ def main(argv=None) -> int:
     ds = training_subset(load_dataset(dataset or "mnist", args.data_dir, args.offline), args.subset)
     for c in (args.class_from, args.class_to):
         if args.attribute == "class" and not 0 <= c < len(ds.classes):
-            raise DataError(f"class {c} does not exist: {ds.name} has classes 0.."
-                            f"{len(ds.classes) - 1}.")
+            raise CommandError(f"class {c} does not exist: {ds.name} has classes 0.."
+                               f"{len(ds.classes) - 1}; pass --from and --to in that range.")
     x_train, y_train = ds.x_train, ds.y_train
+    idx = rows_to_show(args, ds.y_test)              # the test digits to show: enough of them?
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images; "
           f"backend {be.name}")
 
@@ -158,7 +184,6 @@ def main(argv=None) -> int:
           f"training images, |v| = {float(to_host(model.xp.linalg.norm(v))):.2f}")
 
     # decode(mu(x) + w v) for the chosen test digits and every weight
-    idx = rows_to_show(args, ds.y_test)
     x_show = inputs(ds.x_test, args.seed)[idx]                                       # (R, P)
     weights = np.linspace(-args.max_weight, args.max_weight, args.n_weights)         # (W,)
     decoded = to_host(decode_along(model, x_show, v, weights))                       # (R, W, P)

@@ -252,7 +252,12 @@ def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None,
     spec = _spec(dataset)
     looked = []
     for folder in candidate_dirs(dataset, data_dir):
-        missing = _missing(folder)
+        try:
+            missing = _missing(folder)
+        except OSError as err:                       # e.g. a folder without search permission
+            raise DataError(f"cannot look into {folder} ({err.strerror or err}): give yourself "
+                            f"read and search permission on it (chmod u+rx {folder}) or pass "
+                            "another --data-dir.") from None
         if not missing:
             return folder
         state = "does not exist" if not folder.is_dir() else f"missing {', '.join(missing)}"

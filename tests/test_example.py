@@ -61,3 +61,13 @@ def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path):
     mnist()
     r = run("--resume", "--out", str(tmp_path / "none"), "--data-dir", str(data_root()), "--offline")
     assert r.returncode == 2 and "No checkpoint at" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_says_what_a_resume_takes_from_the_checkpoint():
+    r = run("--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "--resume continues OUT/checkpoint.npz with the model and the training settings" in text
+    assert "--hidden" in text and "come from the checkpoint" in text and "is refused" in text
+    assert "extending --epochs changes the rate of the epochs still to run" in text
+    assert "--overwrite" in text
