@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_host
+from .checkpoint import write_atomically
 
 DPI = 100
 MAX_PIXEL_SCALE = 3      # screen pixels per image pixel in small tiled figures ...
@@ -136,7 +137,8 @@ def save(fig, path) -> Path:
     matplotlib's own PNGs are RGBA.  Figures of decoded images are grey and compress about
     three times better as one channel; a scatter of 10,000 semi-transparent points shrinks
     about threefold when quantised to a 256-colour palette, with no visible change.
-    (Pillow ships with matplotlib.)
+    (Pillow ships with matplotlib.)  Written atomically
+    (:func:`minivae.checkpoint.write_atomically`).
     """
     from PIL import Image
 
@@ -146,10 +148,8 @@ def save(fig, path) -> Path:
         image = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))    # mode "L"
     else:
         image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(256, dither=0)  # no dither
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG", optimize=True)
-    return path
+    # atomically, like every file minivae writes: a full disk leaves the old figure, not half a PNG
+    return write_atomically(path, lambda f: image.save(f, format="PNG", optimize=True))
 
 
 def _to_device(model, x):
