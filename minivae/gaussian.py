@@ -160,18 +160,24 @@ def std_normal_log_ratio_forward(z, mu, logvar, closed_form: bool = False):
     return log_p, (p_cache, q_cache)
 
 
-def std_normal_log_ratio_backward(dratio, cache):
+def std_normal_log_ratio_backward(dratio, cache, score: bool = True):
     r"""(dz, dmu, dlogvar) of :func:`std_normal_log_ratio_forward`; dz is None in closed form.
 
         closed_form  dmu = -dratio mu,   dlogvar = -dratio (sigma^2 - 1) / 2
         sampled      dz = -dratio z  +  dratio (z - mu) / sigma^2    (log p, then -log q at z);
-                     dmu, dlogvar = the backward of -log q at fixed z, summed over K
+                     dmu, dlogvar = the backward of -log q at fixed z, summed over K: the score
+
+    ``score=False`` (sampled only) leaves the score out, dmu = dlogvar = None: log q's dependence
+    on mu and logvar other than through z is a path this gradient does not take (STL, DReG).
     """
     if len(cache) == 1:
+        if not score:
+            raise ValueError("The closed-form KL has no sample to differentiate through: a "
+                             "path-only gradient (score=False) needs the sampled latent term.")
         dmu, dlogvar = kl_normal_std_backward(-dratio, cache[0])
         return None, dmu, dlogvar
     p_cache, q_cache = cache
     dz = log_std_normal_backward(dratio, p_cache)
     dz_q, dmu, dlogvar = log_normal_backward(-dratio, q_cache)
     dz += dz_q
-    return dz, dmu, dlogvar
+    return (dz, dmu, dlogvar) if score else (dz, None, None)

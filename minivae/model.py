@@ -30,7 +30,7 @@ from .checks import (InvalidInput, InvalidInputType, check_choice, check_float_d
                      check_positive, check_real, check_sizes)
 from .layers import ACTIVATIONS, MLP
 from .likelihoods import LIKELIHOODS, make_likelihood
-from .objectives import OBJECTIVES, get_objective
+from .objectives import OBJECTIVES, get_estimator, get_objective
 
 
 class LatentLayer(NamedTuple):
@@ -213,6 +213,51 @@ class LatentVariableModel:
         dbound = self.xp.full(B, -1.0 / B, dtype=self.dtype)
         return -bound.mean(), self.backward(dbound, cache), stats
 
+    def estimator_loss_and_grads(self, x, estimator: str = "iwae", k: int = 1, m: int = 1,
+                                 ciwae_beta: float = 0.5, eps=None, rng=None, *,
+                                 check_data: bool = True):
+        r"""Loss and gradients by one of the estimators after IWAE (:data:`minivae.objectives.ESTIMATORS`).
+
+        Draws S = m k samples per example (eps (S, B, eps_dim); MIWAE and PIWAE read them as m groups
+        of k), computes log w (S, B) with every latent term sampled, and the estimator's per-sample
+        coefficients on the two paths, a (decoder) and c (encoder), (S, B).  With dbound = -1/B:
+
+            generative networks   log_weight_backward(a dbound, a dbound)                 a = c: one pass
+            inference networks    log_weight_backward(c dbound, c dbound, score=not path_only)
+
+        A path-only estimator (STL, DReG) leaves out log q's score; the decoder's gradient does not
+        see the score either way, so one backward serves both paths whenever a = c (all but DReG
+        and PIWAE, which take a second pass).  Returns ``(loss, grads, stats)`` like
+        :meth:`loss_and_grads`, with loss = -(1/B) sum_b of the estimator's bound (the IWAE bound
+        L_S for iwae, stl, dreg and piwae; MIWAE's and CIWAE's own).
+        """
+        est = get_estimator(estimator)
+        k = check_int("k", k, 1, "k counts importance samples per example (per group for MIWAE)")
+        m = check_int("m", m, 1, "m counts groups of k samples (MIWAE, PIWAE)")
+        ciwae_beta = check_real("ciwae_beta", ciwae_beta, 0.0, 1.0,
+                                fix="CIWAE mixes beta ELBO + (1 - beta) IWAE, beta in [0, 1]")
+        if m > 1 and not est.uses_m:
+            raise InvalidInput(f"m={m} groups mean nothing to estimator {estimator!r}: only miwae "
+                               f"and piwae read m (use m=1).")
+        x = self.check_x(x)
+        if check_data:
+            self.likelihood.check_data(x)
+        S, B = m * k, x.shape[0]
+        eps = self.draw_eps(S, B, rng) if eps is None else self.check_eps(eps, S, B)
+        log_px, log_latent, terms = self.log_weight_terms(x, eps, analytic_kl=False)
+        log_w = log_px + log_latent                                       # (S, B)
+        bound, a, c = est.coefficients(log_w, m, ciwae_beta)
+        dbound = -1.0 / B
+        a = a * dbound
+        grads = self.log_weight_backward(a, a, terms, score=not est.path_only)
+        if not est.same_paths:                                            # DReG, PIWAE
+            c = c * dbound
+            enc = self.log_weight_backward(c, c, terms, score=not est.path_only)
+            grads.update({n: g for n, g in enc.items()
+                          if n.split(".")[0] in self.inference_networks})
+        stats = {"kl": -log_latent.mean(), "recon": -log_px.mean()}
+        return -bound.mean(), grads, stats
+
     def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None,
               *, check_data: bool = True):
         """The bound per example (B,), in nats, without gradients (see :meth:`forward`)."""
@@ -321,8 +366,11 @@ class VAE(LatentVariableModel):
         return log_px, log_latent, dict(enc=enc, rep=rep, dec=dec, lik=lik, latent=latent,
                                         mu=mu, logvar=logvar, z=z)
 
-    def log_weight_backward(self, dlog_px, dlog_latent, cache):
+    def log_weight_backward(self, dlog_px, dlog_latent, cache, score: bool = True):
         r"""Gradients of sum dlog_px * log_px + sum dlog_latent * log_latent, the forward in reverse.
+
+        ``score=False`` (STL, DReG) leaves out the score, log q(z|x)'s derivative in mu and logvar
+        at fixed z in step 3, and keeps every path through z.
 
         1. likelihood:  dout (K, B, O) from dlog_px
         2. decoder:     dz (K, B, D), decoder grads
@@ -336,12 +384,16 @@ class VAE(LatentVariableModel):
         """
         dout = self.likelihood.backward(dlog_px, cache["lik"])          # (K, B, O)
         dz, dec_grads = self.decoder.backward(dout, cache["dec"])       # (K, B, D)
-        dz_latent, dmu, dlogvar = G.std_normal_log_ratio_backward(dlog_latent, cache["latent"])
+        dz_latent, dmu, dlogvar = G.std_normal_log_ratio_backward(dlog_latent, cache["latent"],
+                                                                 score)
         if dz_latent is not None:                                       # sampled: through z too
             dz += dz_latent
         dmu_r, dlogvar_r = G.reparameterize_backward(dz, cache["rep"])  # (B, D) each
-        dmu += dmu_r
-        dlogvar += dlogvar_r
+        if dmu is None:                                                 # path only: no score
+            dmu, dlogvar = dmu_r, dlogvar_r
+        else:
+            dmu += dmu_r
+            dlogvar += dlogvar_r
         _, enc_grads = self.encoder.backward(G.join(dmu, dlogvar), cache["enc"], need_dx=False)
         return {**self._named("encoder", enc_grads), **self._named("decoder", dec_grads)}
 

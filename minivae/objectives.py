@@ -113,3 +113,109 @@ def get_objective(name: str) -> Objective:
     except (KeyError, TypeError):
         raise ValueError(f"Unknown objective {name!r}: choose one of "
                          f"{', '.join(OBJECTIVES)}.") from None
+
+
+# ---------------------------------------------------------------- gradient estimators beyond IWAE
+#
+# Every estimator below is written as per-sample coefficients on the two paths of the gradient.
+# With log w (S, B) for S = M K samples per example, w_tilde = softmax over the samples of a group:
+#
+#   grad_theta (decoder)  =  sum_s a_s grad_theta log w_s
+#   grad_phi   (encoder)  =  sum_s c_s grad_phi log w_s          (the total derivative through z)
+#                         or sum_s c_s (d log w_s / d z_s)(d z_s / d phi)   (path only: STL, DReG)
+#
+# so one backward pass serves each path (minivae.model.LatentVariableModel.estimator_loss_and_grads).
+
+def _group_weights(log_w, m: int):
+    """(bound per group (M, B), w_tilde within each group (M, K, B)) for log_w (M K, B)."""
+    S, B = log_w.shape
+    groups = log_w.reshape(m, S // m, B)                             # (M, K, B)
+    bounds, w_tilde = log_mean_exp(groups.transpose(1, 0, 2), normalised_weights=True)  # over K
+    return bounds, w_tilde.transpose(1, 0, 2)                       # (M, B), (M, K, B)
+
+
+def iwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
+    r"""IWAE (Burda et al. 2016, eq. 13): a_s = c_s = w_tilde_s over all S samples.  Its bound L_S."""
+    bound, w_tilde = log_mean_exp(log_w, normalised_weights=True)
+    return bound, w_tilde, w_tilde
+
+
+def stl_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
+    r"""STL, "sticking the landing" (Roeder, Wu & Duvenaud 2017, eq. 8, for IWAE as in Tucker et al.
+    2019, eq. 6): the IWAE weights on both paths, the encoder's by the path term only.
+
+    The encoder gradient of L_S is sum_s w_tilde_s [ d log w_s/dz_s dz_s/dphi  -  d log q(z_s)/dphi ]
+    (the second term: log q's dependence on phi other than through z, the score).  The score has
+    mean zero under q, so dropping it leaves an unbiased ELBO gradient at S = 1, but for S > 1 its
+    weight w_tilde_s depends on z_s and the dropped term no longer averages to zero: STL is biased
+    for the IWAE gradient at S > 1.  Bound L_S; a_s = c_s = w_tilde_s; the encoder's path only.
+    """
+    return iwae_coefficients(log_w)
+
+
+def dreg_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
+    r"""DReG (Tucker, Lawson, Gu & Maddison 2019, eq. 7): decoder a_s = w_tilde_s (IWAE's), encoder
+    c_s = w_tilde_s^2 on the path term only.
+
+    Applying the reparameterisation trick a second time to the score term of the IWAE encoder
+    gradient, E[ sum_s w_tilde_s d log q(z_s)/dphi ] = E[ sum_s w_tilde_s^2 ... ] rewritten as a
+    path derivative, gives an unbiased estimator of the IWAE gradient whose encoder signal-to-noise
+    ratio does not fall as S grows:  grad_phi L_S = E[ sum_s w_tilde_s^2 d log w_s/dz_s dz_s/dphi ].
+    """
+    bound, w_tilde = log_mean_exp(log_w, normalised_weights=True)
+    return bound, w_tilde, w_tilde * w_tilde
+
+
+def miwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
+    r"""MIWAE(M, K) (Rainforth et al. 2018, eq. 9): the mean of M independent IWAE bounds of K samples,
+    L = (1/M) sum_m L_K^(m); a_s = c_s = w_tilde_s (within its group) / M."""
+    bounds, w_tilde = _group_weights(log_w, m)
+    c = (w_tilde / m).reshape(log_w.shape)
+    return bounds.mean(axis=0), c, c
+
+
+def piwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
+    r"""PIWAE(M, K) (Rainforth et al. 2018, section 5): the decoder trains on the IWAE bound of all
+    M K samples (a_s = w_tilde_s over M K), the encoder on MIWAE(M, K) (c_s = w_tilde_s within its
+    group / M).  No single bound has both as its gradient; the bound reported is L_{MK}."""
+    bound, w_all = log_mean_exp(log_w, normalised_weights=True)
+    _, w_group = _group_weights(log_w, m)
+    return bound, w_all, (w_group / m).reshape(log_w.shape)
+
+
+def ciwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.5):
+    r"""CIWAE(beta) (Rainforth et al. 2018, eq. 10): beta ELBO_S + (1 - beta) L_S, a convex
+    combination of the S-sample ELBO and the IWAE bound; a_s = c_s = beta / S + (1 - beta) w_tilde_s."""
+    S = log_w.shape[0]
+    iwae, w_tilde = log_mean_exp(log_w, normalised_weights=True)
+    c = (1 - ciwae_beta) * w_tilde
+    c += ciwae_beta / S
+    return ciwae_beta * log_w.mean(axis=0) + (1 - ciwae_beta) * iwae, c, c
+
+
+class Estimator(NamedTuple):
+    """A gradient estimator: its coefficients on the two paths, and whether it drops the score."""
+    name: str
+    coefficients: Callable         # (log_w (M K, B), m, ciwae_beta) -> (bound (B,), a, c) (M K, B)
+    path_only: bool                # the encoder's gradient by the path term alone (STL, DReG)
+    uses_m: bool                   # M groups of K samples (MIWAE, PIWAE)
+    same_paths: bool               # a = c: one backward pass serves both paths
+
+
+ESTIMATORS = {
+    "iwae": Estimator("iwae", iwae_coefficients, False, False, True),
+    "stl": Estimator("stl", stl_coefficients, True, False, True),
+    "dreg": Estimator("dreg", dreg_coefficients, True, False, False),
+    "miwae": Estimator("miwae", miwae_coefficients, False, True, True),
+    "piwae": Estimator("piwae", piwae_coefficients, False, True, False),
+    "ciwae": Estimator("ciwae", ciwae_coefficients, False, False, True),
+}
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator called ``name`` (one of :data:`ESTIMATORS`), or one clear error."""
+    try:
+        return ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown estimator {name!r}: choose one of "
+                         f"{', '.join(ESTIMATORS)}.") from None

@@ -138,8 +138,12 @@ class TwoLayerVAE(LatentVariableModel):
         log_latent += ratio2
         return log_px, log_latent, cache
 
-    def log_weight_backward(self, dlog_px, dlog_latent, cache):
+    def log_weight_backward(self, dlog_px, dlog_latent, cache, score: bool = True):
         r"""Gradients of sum dlog_px * log_px + sum dlog_latent * log_latent, the forward in reverse.
+
+        ``score`` must be True: a path-only gradient (STL, DReG) of two stochastic layers would keep
+        log q(h2|h1)'s dependence on h1 while dropping its parameters' own, which this model does not
+        write (DReG as published is for one stochastic layer).
 
         1. p(x|h1):     dout -> px backward -> dh1
         2. p(h1|h2):    dh1, dmu_p, dlogvar_p from dlog_latent -> p1 backward -> dh2
@@ -150,6 +154,10 @@ class TwoLayerVAE(LatentVariableModel):
         5. h2 = mu2 + sigma2 eps2:  dmu2 += dh2,  dlogvar2 += dh2 eps2 sigma2 / 2  -> q2 -> dh1
         6. h1 = mu1 + sigma1 eps1:  dmu1 += sum_K dh1, dlogvar1 += sum_K dh1 eps1 sigma1 / 2 -> q1
         """
+        if not score:
+            raise ValueError("The two-layer model does not support path-only estimators (STL, "
+                             "DReG: published for one stochastic layer): use estimator iwae, "
+                             "miwae, piwae or ciwae, or the one-layer VAE.")
         dh1, g_px = self.px.backward(self.likelihood.backward(dlog_px, cache["lik"]), cache["px"])
         dh1_p, dmu_p, dlogvar_p = G.log_normal_backward(dlog_latent, cache["lp1"])
         dh2, g_p1 = self.p1.backward(G.join(dmu_p, dlogvar_p), cache["p1"])
