@@ -4,6 +4,7 @@ r"""Train a VAE (or an IWAE) on real MNIST and write its checkpoint, numbers and
     python examples/mnist_vae.py --backend cupy        # the same on an NVIDIA GPU
     python examples/mnist_vae.py --latent-dim 2 --out runs/mnist-2d     # adds the 2-D manifold
     python examples/mnist_vae.py --objective iwae --k 5 --out runs/iwae5
+    python examples/mnist_vae.py --objective iwae --k 5 --estimator dreg --out runs/dreg5
     python examples/mnist_vae.py --out runs/mnist --epochs 60 --resume  # continue a run
 
 Writes to --out: checkpoint.npz (see minivae/checkpoint.py for the format), metrics.json, and
@@ -12,7 +13,8 @@ reconstructions.png, samples.png, latent_space.png, interpolations.png, training
 holds a checkpoint, pass --resume to continue it, or --overwrite (or another --out) to start over.
 
 --resume continues OUT/checkpoint.npz with the model and the training settings it holds:
---latent-dim, --hidden, --activation, --likelihood, --sigma, --objective, --k, --beta, --lr,
+--latent-dim, --hidden, --activation, --likelihood, --sigma, --objective, --k, --estimator, --m,
+--ciwae-beta, --beta, --lr,
 --schedule, --lr-end, --batch-size, --seed, --dataset and --subset come from the checkpoint, and
 one of them given with a different value is refused.  --epochs, if given, sets the new total
 (else the checkpoint's total stands); under --schedule exp (the default) the learning rate decays
@@ -30,14 +32,15 @@ import numpy as np
 
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from minivae.commands import (add_dataset_argument, add_overwrite_argument, backend_and_data,
-                              build_vae, check_batch_size, check_resume_flags, machine,
-                              non_negative_float, output_folder, parse_flags, positive_float,
+                              build_vae, check_batch_size, check_resume_flags, fraction_01,
+                              machine, non_negative_float, output_folder, parse_flags, positive_float,
                               positive_int, refuse_to_replace, resumed_config, run, run_parser,
                               save_every_epoch, score_log_likelihood, training_subset,
                               write_figures, write_metrics)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
 from minivae.layers import ACTIVATIONS
+from minivae.objectives import ESTIMATORS
 from minivae.train import SCHEDULES, TrainConfig, config_dict, train
 
 RESUME_HELP = (__doc__.split("\n\n")[-1]).replace("\n", " ")
@@ -59,6 +62,12 @@ def parse_args(argv=None):
                    help="decoder std of --likelihood gaussian")
     p.add_argument("--objective", default="elbo", choices=["elbo", "mc_elbo", "iwae"])
     p.add_argument("--k", type=positive_int, default=1, help="samples per example for the objective")
+    p.add_argument("--estimator", default=None, choices=list(ESTIMATORS),
+                   help="with --objective iwae: the gradient estimator (stl, dreg: the encoder's "
+                        "path only; miwae, piwae: --m groups of --k; ciwae: --ciwae-beta)")
+    p.add_argument("--m", type=positive_int, default=1, help="groups of --k samples (miwae, piwae)")
+    p.add_argument("--ciwae-beta", type=fraction_01, default=0.5,
+                   help="ciwae: beta ELBO + (1 - beta) IWAE")
     p.add_argument("--beta", type=non_negative_float, default=1.0, help="weight on the KL term")
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--schedule", default="exp", choices=SCHEDULES,
@@ -90,7 +99,8 @@ def saved_settings(ckpt, args) -> dict:
         ("latent_dim", "latent_dim"), ("hidden", "encoder_hidden"), ("activation", "activation"),
         ("likelihood", "likelihood"), ("sigma", "sigma")) if key in model}
     saved.update({dest: config[dest] for dest in ("objective", "k", "beta", "lr", "schedule",
-                                                  "lr_end", "batch_size", "seed") if dest in config})
+                                                  "lr_end", "batch_size", "seed", "estimator", "m",
+                                                  "ciwae_beta") if dest in config})
     saved.update({dest: train[dest] for dest in ("dataset", "subset") if dest in train})
     check_resume_flags(args, saved, ckpt)
     for dest in ("dataset", "seed", "subset"):
@@ -104,7 +114,8 @@ def build(args, be, x_train):
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, objective=args.objective,
                       k=args.k, beta=args.beta, lr=args.lr, schedule=args.schedule,
                       lr_end=args.lr_end, seed=args.seed, dataset=args.dataset,
-                      binarize=args.likelihood == "bernoulli")
+                      binarize=args.likelihood == "bernoulli", estimator=args.estimator, m=args.m,
+                      ciwae_beta=args.ciwae_beta)
     return model, cfg
 
 
@@ -149,7 +160,8 @@ def main(argv=None) -> int:
         f" (--subset {args.subset})" if args.subset else f" of {ds.name}"))
     enc = " -> ".join(str(s) for s in model.encoder.sizes)
     print(f"model: encoder {enc} ({model.config['activation']}), {model.config['likelihood']} "
-          f"decoder, {model.n_params:,} parameters; {cfg.objective} k={cfg.k} beta={cfg.beta}, "
+          f"decoder, {model.n_params:,} parameters; {cfg.objective} k={cfg.k} beta={cfg.beta}"
+          f"{f', {cfg.estimator} gradient' if cfg.estimator else ''}, "
           f"batch {cfg.batch_size}, {cfg.epochs} epochs, Adam lr {cfg.lr:g} ({cfg.schedule})")
 
     t0 = time.perf_counter()

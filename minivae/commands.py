@@ -201,6 +201,14 @@ def fraction(text: str) -> float:
     return x
 
 
+def fraction_01(text: str) -> float:
+    """An argparse type: a number in [0, 1] (a mixing weight)."""
+    x = _finite(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return x
+
+
 # ---------------------------------------------------------------- flags: parsers
 
 class Parser(argparse.ArgumentParser):

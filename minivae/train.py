@@ -28,7 +28,7 @@ import numpy as np
 from .backend import reuse_freed_memory
 from .checks import InvalidInput, InvalidInputType
 from .data import binarize, binarize_fixed
-from .objectives import get_objective
+from .objectives import ESTIMATORS, get_objective
 from .optim import OPTIMIZERS, make_optimizer
 
 SCHEDULES = ("constant", "iwae", "exp")
@@ -60,6 +60,12 @@ class TrainConfig:
         a wall-clock budget: training stops at the first epoch end past it, and the schedule
         follows the elapsed fraction of the budget instead of the fraction of ``epochs``
         (which is then only an upper limit).  Timed runs are not bit-reproducible.
+    estimator, m, ciwae_beta:
+        None trains on the objective's own gradient.  With objective ``"iwae"``, one of
+        :data:`minivae.objectives.ESTIMATORS` (``"stl"``, ``"dreg"``, ``"miwae"``, ``"piwae"``,
+        ``"ciwae"``, or ``"iwae"`` itself) estimates the gradient instead
+        (:meth:`~minivae.model.LatentVariableModel.estimator_loss_and_grads`), with ``m`` groups of
+        ``k`` samples for MIWAE and PIWAE and ``ciwae_beta`` for CIWAE.
     """
     epochs: int = 10
     batch_size: int = 100
@@ -76,6 +82,9 @@ class TrainConfig:
     dataset: str = "mnist"
     eval_batch: int = 1000
     minutes: float | None = None
+    estimator: str | None = None
+    m: int = 1
+    ciwae_beta: float = 0.5
 
     def __post_init__(self):
         """Check every field where it enters: one :class:`~minivae.checks.InvalidInput` (a
@@ -97,6 +106,20 @@ class TrainConfig:
             _check(name, getattr(self, name), 0)
         if self.minutes is not None:
             _check("minutes", self.minutes, 0, extra=" (or None: no time budget)")
+        _check("m", self.m, 1, integer=True)
+        if not (isinstance(self.ciwae_beta, numbers.Real) and 0 <= self.ciwae_beta <= 1):
+            raise InvalidInput(f"ciwae_beta must be in [0, 1], got {self.ciwae_beta!r}.")
+        if self.estimator is not None:
+            if self.estimator not in ESTIMATORS:
+                raise InvalidInput(f"Unknown estimator {self.estimator!r}: choose one of "
+                                   f"{', '.join(ESTIMATORS)} (or None).")
+            if self.objective != "iwae" or self.beta != 1:
+                raise InvalidInput(f"estimator {self.estimator!r} estimates the gradient of the IWAE "
+                                   f"family: use objective 'iwae' and beta 1, got objective "
+                                   f"{self.objective!r}, beta {self.beta!r}.")
+        if self.m > 1 and self.estimator not in ("miwae", "piwae"):
+            raise InvalidInput(f"m={self.m} groups need estimator 'miwae' or 'piwae', got "
+                               f"{self.estimator!r}.")
         if not isinstance(self.binarize, bool):
             raise InvalidInputType(f"binarize must be True or False, got {self.binarize!r}.")
         if not isinstance(self.dataset, str):
@@ -267,8 +290,12 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
             xb = X[perm[j * B:(j + 1) * B]]
             if cfg.binarize:
                 xb = binarize(xb, rng)
-            loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, rng=rng,
-                                                  check_data=False)
+            if cfg.estimator is None:
+                loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, rng=rng,
+                                                      check_data=False)
+            else:
+                loss, grads, _ = model.estimator_loss_and_grads(
+                    xb, cfg.estimator, cfg.k, cfg.m, cfg.ciwae_beta, rng=rng, check_data=False)
             optimizer.step(model.params, grads)
             total += loss * xb.shape[0]
             if bar is not None:
@@ -302,7 +329,8 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
                     "pixels' count" + (f", times beta = {cfg.beta:g}"
                                        if bound is train_limit and cfg.beta > 1 else "")))
         history.append(record)
-        objective = cfg.objective + (f" beta={cfg.beta:g}" if cfg.beta != 1 else "")
+        objective = cfg.objective + (f" beta={cfg.beta:g}" if cfg.beta != 1 else "") + (
+            f" ({cfg.estimator} gradient)" if cfg.estimator else "")
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {objective} loss {train_loss:8.3f}  "
             f"test -ELBO {record['test_nelbo']:8.3f} nats  KL {record['test_kl']:6.3f}  "
             f"lr {optimizer.lr:.2e}  {seconds:6.2f} s")

@@ -108,3 +108,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert saved == [0]
     kept, _, state = load_checkpoint(ckpt)
     assert state["epoch"] == 1
+
+
+@pytest.mark.parametrize("estimator,m", [("dreg", 1), ("stl", 1), ("miwae", 2), ("piwae", 2),
+                                         ("ciwae", 1)])
+def test_training_with_an_estimator_after_iwae_lowers_the_test_loss_and_records_it(estimator, m):
+    ds = mnist()
+    model, cfg = small_run(ds, objective="iwae", k=3, estimator=estimator, m=m, epochs=2)
+    lines = []
+    history = train(model, ds.x_train[:1000], ds.x_test[:300], cfg, log=lines.append)
+    assert history[-1]["test_nelbo"] < history[0]["test_nelbo"] + 5
+    assert f"({estimator} gradient)" in lines[0]
+    assert config_dict(cfg)["estimator"] == estimator and config_dict(cfg)["m"] == m
+
+
+def test_estimator_settings_are_checked_where_they_enter():
+    with pytest.raises(ValueError, match="Unknown estimator 'vr'"):
+        TrainConfig(objective="iwae", estimator="vr")
+    with pytest.raises(ValueError, match="use objective 'iwae' and beta 1"):
+        TrainConfig(objective="elbo", estimator="stl")
+    with pytest.raises(ValueError, match="use objective 'iwae' and beta 1"):
+        TrainConfig(objective="iwae", beta=0.5, estimator="dreg")
+    with pytest.raises(ValueError, match="m=2 groups need estimator 'miwae' or 'piwae'"):
+        TrainConfig(objective="iwae", estimator="dreg", m=2)
+    with pytest.raises(ValueError, match=r"ciwae_beta must be in \[0, 1\]"):
+        TrainConfig(objective="iwae", estimator="ciwae", ciwae_beta=2.0)
