@@ -72,7 +72,7 @@ def mean_backward(dbound, cache):
 
 
 def iwae_forward(log_w):
-    r"""L_k = log (1/K) sum_i w_i   (Burda et al. 2016, eq. 8), by :func:`log_mean_exp`.
+    r"""L_k = log (1/K) sum_i w_i   (Burda et al. 2016, section 3), by :func:`log_mean_exp`.
 
     log_w (K, B) -> (B,).  The cache keeps the normalised weights w_tilde = softmax_K(log w) (K, B).
     """
@@ -80,7 +80,7 @@ def iwae_forward(log_w):
 
 
 def iwae_backward(dbound, cache):
-    r"""dlog w_i = w_tilde_i dbound   (K, B)   (Burda et al. 2016, eq. 13).
+    r"""dlog w_i = w_tilde_i dbound   (K, B)   (Burda et al. 2016, section 3).
 
     From d/dlog w_i log sum_j exp(log w_j) = exp(log w_i) / sum_j exp(log w_j) = w_tilde_i;
     the model's backward then gives sum_i w_tilde_i grad log w_i.
@@ -135,14 +135,14 @@ def _group_weights(log_w, m: int):
 
 
 def iwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
-    r"""IWAE (Burda et al. 2016, eq. 13): a_s = c_s = w_tilde_s over all S samples.  Its bound L_S."""
+    r"""IWAE (Burda et al. 2016, section 3): a_s = c_s = w_tilde_s over all S samples.  Its bound L_S."""
     bound, w_tilde = log_mean_exp(log_w, normalised_weights=True)
     return bound, w_tilde, w_tilde
 
 
 def stl_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
-    r"""STL, "sticking the landing" (Roeder, Wu & Duvenaud 2017, eq. 8, for IWAE as in Tucker et al.
-    2019, eq. 6): the IWAE weights on both paths, the encoder's by the path term only.
+    r"""STL, "sticking the landing" (Roeder, Wu & Duvenaud 2017; for IWAE as in Tucker, Lawson, Gu &
+    Maddison 2019): the IWAE weights on both paths, the encoder's by the path term only.
 
     The encoder gradient of L_S is sum_s w_tilde_s [ d log w_s/dz_s dz_s/dphi  -  d log q(z_s)/dphi ]
     (the second term: log q's dependence on phi other than through z, the score).  The score has
@@ -154,7 +154,7 @@ def stl_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
 
 
 def dreg_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
-    r"""DReG (Tucker, Lawson, Gu & Maddison 2019, eq. 7): decoder a_s = w_tilde_s (IWAE's), encoder
+    r"""DReG, doubly reparameterised gradients (Tucker, Lawson, Gu & Maddison 2019): decoder a_s = w_tilde_s (IWAE's), encoder
     c_s = w_tilde_s^2 on the path term only.
 
     Applying the reparameterisation trick a second time to the score term of the IWAE encoder
@@ -167,7 +167,7 @@ def dreg_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
 
 
 def miwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
-    r"""MIWAE(M, K) (Rainforth et al. 2018, eq. 9): the mean of M independent IWAE bounds of K samples,
+    r"""MIWAE(M, K) (Rainforth et al. 2018, "Tighter variational bounds are not necessarily better"): the mean of M independent IWAE bounds of K samples,
     L = (1/M) sum_m L_K^(m); a_s = c_s = w_tilde_s (within its group) / M."""
     bounds, w_tilde = _group_weights(log_w, m)
     c = (w_tilde / m).reshape(log_w.shape)
@@ -175,7 +175,7 @@ def miwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
 
 
 def piwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
-    r"""PIWAE(M, K) (Rainforth et al. 2018, section 5): the decoder trains on the IWAE bound of all
+    r"""PIWAE(M, K) (Rainforth et al. 2018): the decoder trains on the IWAE bound of all
     M K samples (a_s = w_tilde_s over M K), the encoder on MIWAE(M, K) (c_s = w_tilde_s within its
     group / M).  No single bound has both as its gradient; the bound reported is L_{MK}."""
     bound, w_all = log_mean_exp(log_w, normalised_weights=True)
@@ -184,7 +184,7 @@ def piwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.0):
 
 
 def ciwae_coefficients(log_w, m: int = 1, ciwae_beta: float = 0.5):
-    r"""CIWAE(beta) (Rainforth et al. 2018, eq. 10): beta ELBO_S + (1 - beta) L_S, a convex
+    r"""CIWAE(beta) (Rainforth et al. 2018): beta ELBO_S + (1 - beta) L_S, a convex
     combination of the S-sample ELBO and the IWAE bound; a_s = c_s = beta / S + (1 - beta) w_tilde_s."""
     S = log_w.shape[0]
     iwae, w_tilde = log_mean_exp(log_w, normalised_weights=True)
