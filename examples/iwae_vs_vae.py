@@ -6,6 +6,7 @@ r"""Burda, Grosse & Salakhutdinov (2016), Tables 1 and 2, measured with minivae.
     python examples/iwae_vs_vae.py --runs iwae-1-50 --minutes 30       # a shortened schedule
     python examples/iwae_vs_vae.py --runs vae-1-1+iwae-50              # one Table 2 continuation
     python examples/iwae_vs_vae.py --runs iwae-2-50 --resume           # continue a stopped run
+    python examples/iwae_vs_vae.py --runs iwae-1-50 --estimator dreg   # the run dreg-1-50
 
 A run is named ``<objective>-<layers>-<k>``.  The protocol (paper, section 5 and appendix):
 784-200-200-50 tanh (1 layer) or 100 + 50 units (2 layers), Bernoulli decoder, Glorot init,
@@ -15,6 +16,14 @@ log-likelihood L_5000 on the 10,000 test images binarised once.  "vae" trains th
 Monte-Carlo ELBO (the paper's VAE: (1/k) sum grad log w_i); "iwae" the bound L_k.
 ``--passes`` or ``--minutes`` shortens the schedule, keeping its shape (or, with ``--schedule exp``,
 decaying 1e-3 -> 1e-4 geometrically over the budget); the report says which, and the batch size.
+
+``--estimator`` trains the iwae runs by one of the gradient estimators after IWAE
+(minivae/objectives.py): stl or dreg (one stochastic layer only), miwae or piwae (``--m`` groups
+of k samples), ciwae (``--ciwae-beta``); ``iwae``, the default, is the plain run.  Such a run is
+named with the estimator in the objective's place, ``<estimator>-<layers>-<k>`` (iwae-1-50 with
+dreg is ``dreg-1-50``), and its paper columns stay empty (Burda et al. had no such run); its m and
+beta are settings like --batch-size, so runs that differ only there need different --out folders.
+Runs that train something else (vae, Table 2) take no --estimator.
 
 Table 2 (``--table2``, or one of its runs by name): the trained vae-1-1 continued with the IWAE
 k=50 objective (``vae-1-1+iwae-50``), and the trained iwae-1-50 continued with the VAE objective,
@@ -33,8 +42,9 @@ budget, switch of schedule and restart of Adam is this script's own record, kept
 under "campaign" and named in the report.  Writes results.json, results.md (minivae beside the
 paper) and a checkpoint per run, each replaced whole or not at all.
 
-What --resume takes from a run's checkpoint: the model, the objective and k (which the run's name
-must match), --batch-size, --seed and --subset (given with another value, they are refused), the
+What --resume takes from a run's checkpoint: the model, the objective, k and the estimator (which
+the run's name must match: another --estimator names another run), --batch-size, --seed, --m,
+--ciwae-beta and --subset (given with another value, they are refused), the
 learning rates and the schedule, which --passes and --minutes (a new budget) and --schedule (a
 switch from the next pass on) change.
 Without --resume, a run whose checkpoint is in OUT already is refused before anything trains:
@@ -47,6 +57,7 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +65,14 @@ import numpy as np
 from minivae import VAE, get_backend
 from minivae.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from minivae.commands import (CommandError, add_overwrite_argument, backend_and_data,
-                              check_batch_size, check_resume_flags, markdown_table, output_folder,
-                              parse_flags, positive_float, positive_int, read_records,
-                              refuse_to_replace, resumed_config, run, run_parser, save_every_epoch,
-                              score_log_likelihood, training_subset, update_records, write_text)
+                              check_batch_size, check_resume_flags, fraction_01, markdown_table,
+                              output_folder, parse_flags, positive_float, positive_int,
+                              read_records, refuse_to_replace, resumed_config, run, run_parser,
+                              save_every_epoch, score_log_likelihood, training_subset,
+                              update_records, write_text)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units_per_layer
+from minivae.objectives import ESTIMATORS
 from minivae.train import IWAE_PASSES, TrainConfig, train
 from minivae.two_layer import TwoLayerVAE
 
@@ -91,6 +104,14 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, nargs="+", default=[1, 5, 50], choices=[1, 5, 50])
     p.add_argument("--layers", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     p.add_argument("--table2", action="store_true", help="also Table 2's continuations")
+    p.add_argument("--estimator", default="iwae", choices=list(ESTIMATORS),
+                   help="the iwae runs' gradient estimator (iwae: the plain run); a run "
+                        "trained with another is named <estimator>-<layers>-<k>, e.g. dreg-1-50; "
+                        "stl and dreg need one stochastic layer")
+    p.add_argument("--m", type=positive_int, default=1,
+                   help="miwae, piwae: groups of k samples")
+    p.add_argument("--ciwae-beta", type=fraction_01, default=0.5,
+                   help="ciwae: beta ELBO + (1 - beta) IWAE")
     p.add_argument("--passes", type=positive_int, default=None,
                    help=f"passes over the data (default {IWAE_PASSES}); the 3^i schedule is "
                         "scaled to fit")
@@ -131,6 +152,40 @@ def parse_run(name: str):
             f"unknown run {name!r}: use <vae|iwae>-<1|2>-<1|5|50>, e.g. iwae-1-50, or a Table 2 "
             f"continuation ({', '.join(PAPER_TABLE2)})")
     return key
+
+
+def run_name(objective: str, layers: int, k: int, estimator: str | None = None) -> str:
+    """``<objective>-<layers>-<k>``, or for an iwae run with an estimator, the estimator in the
+    objective's place (dreg-1-50)."""
+    return f"{estimator if objective == 'iwae' and estimator else objective}-{layers}-{k}"
+
+
+def estimator_text(r: dict) -> str:
+    """"dreg", "miwae (m=8)", "ciwae (beta=0.05)": the estimator of a result or a config dict and
+    the setting it reads; "-" for a run trained on the k-sample ELBO (vae)."""
+    estimator = r.get("estimator") or ("iwae" if r["objective"] == "iwae" else "-")
+    return estimator + (f" (m={r['m']})" if estimator in ("miwae", "piwae") else
+                        f" (beta={r['ciwae_beta']:g})" if estimator == "ciwae" else "")
+
+
+def check_estimator(args, estimator, keys, table2) -> None:
+    """Refuse, before anything trains, an estimator that a run cannot take, and an --m or
+    --ciwae-beta that the estimator would not read."""
+    if estimator:
+        other = [run_name(*key) for key in keys if key[0] != "iwae"] + table2
+        if other:
+            raise CommandError(f"--estimator {estimator} is for the iwae runs, not "
+                               f"{', '.join(other)}: run those without it.")
+        two = [run_name(*key) for key in keys if key[1] == 2]
+        if ESTIMATORS[estimator].path_only and two:
+            raise CommandError(f"--estimator {estimator} needs one stochastic layer (minivae's "
+                               f"two-layer model does not drop the score term), not "
+                               f"{', '.join(two)}: pass --layers 1 or another --estimator.")
+    for flag, dest, used in (("--m", "m", ("miwae", "piwae")), ("--ciwae-beta", "ciwae_beta",
+                                                                ("ciwae",))):
+        if dest in args.given and estimator not in used:
+            raise CommandError(f"{flag} is read only by --estimator {' or '.join(used)}: pass "
+                               f"that estimator, or drop {flag}.")
 
 
 def make_model(layers: int, backend, seed: int):
@@ -184,18 +239,20 @@ def resume(name, path, fresh, cfg, args):
 
 def check_resume_settings(name, path, fresh, cfg, args) -> dict:
     """The training configuration saved at ``path``, once it is known to be run ``name``'s: the
-    model type, objective and k of ``fresh`` and ``cfg``, and a --batch-size, --seed or --subset
-    that agrees (given, or for --subset, this invocation's data)."""
+    model type, objective, k and estimator of ``fresh`` and ``cfg``, and a --batch-size, --seed,
+    --m, --ciwae-beta or --subset that agrees (given, or for --subset, this invocation's data)."""
     meta, _ = read_checkpoint(path)
     model, train = meta.get("model") or {}, meta.get("train") or {}
     saved = train.get("config") if isinstance(train.get("config"), dict) else {}
-    held = (model.get("type", "VAE"), saved.get("objective"), saved.get("k"))
-    if held != (type(fresh).__name__, cfg.objective, cfg.k):
-        raise CheckpointError(f"{path} holds a {held[0]} trained with {held[1]} k={held[2]}, but "
-                              f"run {name} is a {type(fresh).__name__} trained with {cfg.objective} "
-                              f"k={cfg.k}: move the file away, or pass another --out.")
-    check_resume_flags(args, {dest: saved[dest] for dest in ("batch_size", "seed") if dest in saved},
-                       path)
+    held = (model.get("type", "VAE"), saved.get("objective"), saved.get("k"),
+            saved.get("estimator") or "iwae")                    # None, "iwae": the plain run
+    if held != (type(fresh).__name__, cfg.objective, cfg.k, cfg.estimator or "iwae"):
+        raise CheckpointError(f"{path} holds a {held[0]} trained with {describe(saved)}, but run "
+                              f"{name} is a {type(fresh).__name__} trained with "
+                              f"{describe(asdict(cfg))}: move the file away, or pass another "
+                              f"--out.")
+    check_resume_flags(args, {dest: saved[dest] for dest in ("batch_size", "seed", "m",
+                                                             "ciwae_beta") if dest in saved}, path)
     if "subset" in train and train["subset"] != args.subset:
         raise CommandError(f"{path} was trained on --subset {train['subset']}, this invocation on "
                            f"--subset {args.subset}: pass --subset {train['subset']} to resume it.")
@@ -208,13 +265,17 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
     optimizer, start, history, record = None, 0, [], {}
     if args.resume and path.exists():
         model, optimizer, cfg, start, history, record = resume(name, path, model, cfg, args)
-    print(f"== {name}: {cfg.objective} k={cfg.k}, {model.n_params:,} parameters, "
+    print(f"== {name}: {describe(asdict(cfg))}, {model.n_params:,} parameters, "
           f"{cfg.epochs} passes max" + (f", {cfg.minutes:g} minutes" if cfg.minutes else ""))
     history = train(model, ds.x_train, ds.x_test[: args.eval_n], cfg, optimizer, start, history,
                     on_epoch_end=save_every_epoch(path, model, cfg, campaign=record,
                                                  subset=args.subset))
     wall = sum(r["seconds"] for r in history)                # training time, over every session
-    result = {"run": name, "objective": cfg.objective, "k": cfg.k, "passes": len(history),
+    result = {"run": name, "objective": cfg.objective, "k": cfg.k,
+              "estimator": cfg.estimator or ("iwae" if cfg.objective == "iwae" else None),
+              **({"m": cfg.m} if cfg.estimator in ("miwae", "piwae") else {}),
+              **({"ciwae_beta": cfg.ciwae_beta} if cfg.estimator == "ciwae" else {}),
+              "passes": len(history),
               "schedule": schedule_text(cfg, record), "batch_size": cfg.batch_size,
               "train_seconds": wall, "seconds_per_pass": wall / max(len(history), 1),
               "final_test_nelbo_k1": history[-1]["test_nelbo"] if history else None,
@@ -225,6 +286,12 @@ def run_one(name, model, cfg, ds, x_eval, args, paper=None) -> dict:
           f"(paper {paper[0] if paper else '-'}), active {result['active_units']}, "
           f"{len(history)} passes in {wall / 60:.1f} min")
     return result
+
+
+def describe(cfg: dict) -> str:
+    """e.g. "iwae k=50", "iwae k=50, dreg gradient", "iwae k=5, miwae (m=8) gradient"."""
+    return f"{cfg.get('objective')} k={cfg.get('k')}" + (
+        f", {estimator_text(cfg)} gradient" if cfg.get("estimator") not in (None, "iwae") else "")
 
 
 def schedule_text(cfg, record=None) -> str:
@@ -243,12 +310,13 @@ def schedule_text(cfg, record=None) -> str:
 
 
 def markdown(results, backend_name) -> str:
-    head = ["run", "objective", "layers", "k", "passes (schedule)", "batch", "minivae NLL (nats)",
-            "paper NLL", "minivae active", "paper active", "train wall clock"]
+    head = ["run", "objective", "layers", "k", "passes (schedule)", "batch", "gradient estimator",
+            "minivae NLL (nats)", "paper NLL", "minivae active", "paper active", "train wall clock"]
     rows = [[r["run"], r["objective"], r["run"].split("-")[1], r["k"],
              f"{r['passes']} ({r['schedule']})", r.get("batch_size", 20),
-             f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f} (L_{r['eval_k']}, {r['eval_images']} "
-             f"images)", paper[0], r["active_units"], paper[1], f"{r['train_seconds'] / 60:.1f} min"]
+             estimator_text(r), f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f} (L_{r['eval_k']}, "
+             f"{r['eval_images']} images)", paper[0], r["active_units"], paper[1],
+             f"{r['train_seconds'] / 60:.1f} min"]
             for r in results for paper in [r["paper"] or ("-", "-")]]
     return "\n".join(["# minivae vs Burda et al. (2016)", "", f"Protocol: {PROTOCOL}.", "",
                       f"Hardware: {hardware()}; backend {backend_name}.", "",
@@ -265,12 +333,14 @@ def main(argv=None) -> int:
             [(o, layers, k) for layers in args.layers for o in args.objectives for k in args.k])
     table2 = list(PAPER_TABLE2) if args.table2 else [key for key in keys if key in PAPER_TABLE2]
     keys = [key for key in keys if key not in PAPER_TABLE2]
+    estimator = None if args.estimator == "iwae" else args.estimator    # iwae: the plain run
+    check_estimator(args, estimator, keys, table2)
     for cont in table2:                 # a continuation starts from a trained vae-1-1 or iwae-1-50
         source = PAPER_TABLE2[cont][0]
         if parse_run(source) not in keys and not (out / source / "checkpoint.npz").exists():
             keys.append(parse_run(source))
     if not args.resume:                 # refuse before anything trains, not after hours
-        for name in ["-".join(map(str, key)) for key in keys] + table2:
+        for name in [run_name(*key, estimator) for key in keys] + table2:
             refuse_to_replace(out / name / "checkpoint.npz", args)
     be, ds = backend_and_data(args, "mnist")
     ds = training_subset(ds, args.subset)
@@ -288,9 +358,12 @@ def main(argv=None) -> int:
     for objective, layers, k in keys:
         model = make_model(layers, be, args.seed)
         model.init_output_bias(ds.x_train.mean(axis=0))
-        cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **base)
-        results.append(run_one(f"{objective}-{layers}-{k}", model, cfg, ds, x_eval, args,
-                               paper=PAPER_TABLE1[(objective, layers, k)]))
+        gradient = dict(estimator=estimator, m=args.m, ciwae_beta=args.ciwae_beta)
+        cfg = TrainConfig(objective=OBJECTIVE[objective], k=k, **base,
+                          **(gradient if objective == "iwae" else {}))
+        paper = None if estimator else PAPER_TABLE1[(objective, layers, k)]   # Burda had none
+        results.append(run_one(run_name(objective, layers, k, estimator), model, cfg, ds, x_eval,
+                               args, paper=paper))
     for name in table2:
         source, objective, k, nll, active = PAPER_TABLE2[name]
         try:

@@ -131,3 +131,55 @@ def test_a_shipped_checkpoint_resumes_with_its_record(tmp_path):
     _, _, state = load_checkpoint(out / "iwae-2-50" / "checkpoint.npz", with_optimizer=False)
     assert "extra" not in state["config"]                  # the record moved out of the config
     assert state["campaign"] == {"adam_restarts": [745, 1565]}
+
+
+def test_an_estimator_run_is_named_for_it_recorded_and_resumed_with_it(tmp_path):
+    mnist()
+    out = tmp_path / "iwae"
+    r = run(out, "--runs", "iwae-1-5", "--estimator", "dreg")
+    assert r.returncode == 0, r.stderr
+    assert "== dreg-1-5: iwae k=5, dreg gradient" in r.stdout
+    result = json.loads((out / "results.json").read_text())[0]
+    assert result["run"] == "dreg-1-5" and result["estimator"] == "dreg"
+    assert result["paper"] is None and "m" not in result      # Burda et al. had no DReG run
+    assert "| dreg-1-5 | iwae | 1 | 5 | 1 (iwae over 1 passes) | 20 | dreg |" in (
+        out / "results.md").read_text()
+    path = out / "dreg-1-5" / "checkpoint.npz"
+    _, _, state = load_checkpoint(path, with_optimizer=False)
+    assert state["config"]["estimator"] == "dreg"
+
+    r = run(out, "--runs", "iwae-1-5", "--estimator", "dreg", "--resume", passes=2)
+    assert r.returncode == 0, r.stderr
+    assert "resuming after pass 1" in r.stdout and "dreg gradient" in r.stdout
+    _, _, state = load_checkpoint(path, with_optimizer=False)
+    assert state["config"]["estimator"] == "dreg" and state["epoch"] == 2
+
+    (out / "iwae-1-5").mkdir()                  # another estimator is another run: refused here
+    shutil.copy(path, out / "iwae-1-5" / "checkpoint.npz")
+    r = run(out, "--runs", "iwae-1-5", "--resume", passes=3)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "holds a VAE trained with iwae k=5, dreg gradient, but run iwae-1-5" in r.stderr
+
+    r = run(out, "--runs", "iwae-1-5", "--estimator", "miwae", "--m", "2")
+    assert r.returncode == 0, r.stderr
+    results = {x["run"]: x for x in json.loads((out / "results.json").read_text())}
+    assert results["miwae-1-5"]["m"] == 2 and results["dreg-1-5"]["passes"] == 2
+    assert "| 20 | miwae (m=2) |" in (out / "results.md").read_text()
+    r = run(out, "--runs", "iwae-1-5", "--estimator", "miwae", "--m", "3", "--resume")
+    assert r.returncode == 2 and "--m 3 differs from the 2" in r.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--runs", "vae-1-1", "iwae-1-1", "--estimator", "dreg"],
+     "--estimator dreg is for the iwae runs, not vae-1-1"),
+    (["--runs", "iwae-1-50+vae-50", "--estimator", "ciwae"],
+     "--estimator ciwae is for the iwae runs, not iwae-1-50+vae-50"),
+    (["--runs", "iwae-2-5", "--estimator", "stl"],
+     "--estimator stl needs one stochastic layer"),
+    (["--runs", "iwae-1-5", "--estimator", "dreg", "--m", "2"],
+     "--m is read only by --estimator miwae or piwae"),
+])
+def test_an_estimator_a_run_cannot_take_is_refused_before_training(tmp_path, flags, message):
+    r = run(tmp_path, *flags)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())                       # nothing trained, nothing written
