@@ -35,6 +35,7 @@ STREAMS = {
     "figure_noise": 6,     # pixel noise drawn for the figures (a Gaussian decoder's samples)
     "unit_statistics": 7,  # the latent draws of the per-unit analysis
     "gradient_variance": 8,  # the repeated draws of the gradient-variance experiment
+    "gradient_snr": 9,     # the repeated draws of the gradient signal-to-noise experiment
 }
 
 _GPU_INSTALL_HINT = ('pip install "minivae[gpu-cuda12]" (CUDA 12) or '

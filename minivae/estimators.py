@@ -40,6 +40,8 @@ Both are returned as gradients of the **loss** = -(1/B) sum_b ELBO(x_b), the con
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .backend import array_module
 
 BASELINES = (None, "mean")
@@ -230,3 +232,86 @@ def summarize_moments(m: RunningMoments) -> dict:
     total = var.sum()
     return {"total_variance": float(total), "mean_variance": float(total) / var.size,
             "snr": float(snr), "repeats": m.n}
+
+
+# ---------------------------------------------------------------- signal-to-noise ratio in k
+
+SNR_ESTIMATORS = ("elbo", "iwae", "stl", "dreg")
+
+
+def _estimator_grads(model, x, estimator: str, eps):
+    """d loss / d parameters from the draws eps (k, B, eps_dim): ``"elbo"`` is the k-sample
+    Monte-Carlo ELBO (``loss_and_grads(x, "mc_elbo", k)``), any other name an estimator of
+    :data:`minivae.objectives.ESTIMATORS` (``estimator_loss_and_grads``); x checked already."""
+    k = eps.shape[0]
+    if estimator == "elbo":
+        return model.loss_and_grads(x, "mc_elbo", k, eps=eps, check_data=False)[1]
+    return model.estimator_loss_and_grads(x, estimator, k, eps=eps, check_data=False)[1]
+
+
+def gradient_snr(model, x, estimator: str, k: int, repeats: int, rng) -> dict:
+    r"""The signal-to-noise ratio of ``estimator``'s gradient, encoder and decoder apart, at k.
+
+    Repeat r = 1..R draws eps_r (k, B, eps_dim) from ``rng`` and computes the estimate
+    g_r = d loss / d theta of the loss -(1/B) sum_b L(x_b) on the fixed batch x (B, P):
+
+        "elbo"  (1/k) sum_i grad log w_i                         (the k-sample ELBO)
+        "iwae"  sum_i w_tilde_i grad log w_i                     (Burda et al. 2016)
+        "stl"   encoder: sum_i w_tilde_i   (path term of grad log w_i)   (Roeder et al. 2017)
+        "dreg"  encoder: sum_i w_tilde_i^2 (path term of grad log w_i)   (Tucker et al. 2019)
+                decoder, both: IWAE's.  The path term is grad log w_i through z_i alone: log q's
+                score (its dependence on the encoder other than through z) left out.
+
+    For every parameter entry j, over the R estimates (:class:`RunningMoments`, float64):
+
+        mean_j = (1/R) sum_r g_rj,     std_j = sqrt( 1/(R-1) sum_r (g_rj - mean_j)^2 )
+        SNR_j  = |mean_j| / std_j
+
+    Rainforth et al. (2018, "Tighter variational bounds are not necessarily better")
+    define SNR(theta) = |E[Delta(theta)]| / sigma[Delta(theta)] for each parameter entry of the
+    gradient estimate Delta, and show that for IWAE the inference network's SNR falls like
+    O(1/sqrt(k)) (its expected gradient shrinks like 1/k while its noise shrinks like 1/sqrt(k))
+    and the generative network's rises like O(sqrt(k)); Tucker et al. (2019) show DReG's encoder
+    SNR does not fall.  Here each group's SNR is summarised, as in :func:`summarize_moments`,
+    by the mean over its entries of SNR_j (entries with std_j = 0 left out).  An entry whose true
+    gradient is 0 still reads about sqrt(2 / (pi R)), so that is the floor of what R repeats show.
+
+    The groups: ``"encoder"``, the parameters of ``model.inference_networks`` (names
+    "<network>.<layer>.<W|b>"), and ``"decoder"``, all the others.  One estimate per repeat (a
+    batch, no loop over examples); the arrays stay on the device until the summary at the end.
+    Returns ``{"encoder": summary, "decoder": summary}``, each :func:`summarize_moments`' dict
+    plus ``abs_mean`` = mean_j |mean_j|, ``std`` = mean_j std_j and ``entries``.
+    """
+    if estimator not in SNR_ESTIMATORS:
+        raise ValueError(f"Unknown estimator {estimator!r} for the SNR: choose one of "
+                         f"{', '.join(SNR_ESTIMATORS)}.")
+    if repeats < 2:
+        raise ValueError(f"repeats={repeats}: a standard deviation needs at least 2 estimates.")
+    x = model.check_x(x)
+    model.likelihood.check_data(x)                    # once, not in the loop (it reads x back)
+    moments = {"encoder": RunningMoments(), "decoder": RunningMoments()}
+    for _ in range(repeats):
+        grads = _estimator_grads(model, x, estimator, model.draw_eps(k, x.shape[0], rng))
+        encoder = _inference_part(model, grads)
+        decoder = {n: g for n, g in grads.items() if n not in encoder}
+        moments["encoder"].update(flatten(encoder))
+        moments["decoder"].update(flatten(decoder))
+    return {group: summarize_snr(m) for group, m in moments.items()}
+
+
+def summarize_snr(m: RunningMoments) -> dict:
+    """:func:`summarize_moments` with the two halves of the SNR: ``abs_mean`` = mean_j |mean_j|
+    (the signal) and ``std`` = mean_j std_j (the noise), and the number of ``entries``."""
+    xp = array_module(m.mean)
+    return {**summarize_moments(m), "abs_mean": float(xp.abs(m.mean).mean()),
+            "std": float(xp.sqrt(m.var).mean()), "entries": int(m.mean.size)}
+
+
+def log_log_slope(ks, values) -> float:
+    r"""The least-squares slope s of log(values) = s log(k) + c: values ~ k^s.  Host floats.
+
+    Needs two distinct k and positive values (an SNR of 0 has no logarithm: nan)."""
+    ks, values = np.asarray(ks, dtype=float), np.asarray(values, dtype=float)
+    if len(set(ks.tolist())) < 2 or not (values > 0).all():
+        return float("nan")
+    return float(np.polyfit(np.log(ks), np.log(values), 1)[0])

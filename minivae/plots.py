@@ -413,6 +413,41 @@ def plot_gradient_variance(rows, path, repeats: int) -> Path:
     return save(fig, path)
 
 
+def plot_gradient_snr(results, path) -> Path:
+    r"""Each estimator's gradient SNR against k (log-log): the encoder's and the decoder's panels.
+
+    ``results`` are examples/gradient_snr.py's: ``{estimator: [{"k": k, "encoder": {"snr", ...},
+    "decoder": {"snr", ...}}, ...]}`` (:func:`minivae.estimators.gradient_snr` per k).  Dotted
+    lines of slope -1/2 and +1/2 run through the first point of the first estimator in each panel
+    (Rainforth et al. 2018: IWAE's encoder SNR ~ k^(-1/2), its decoder's ~ k^(+1/2)); a grey line
+    marks sqrt(2 / (pi R)), what an entry with zero mean reads after R repeats.
+    """
+    fig = figure(10, 4)
+    axes = dict(zip(("encoder", "decoder"), fig.subplots(1, 2)))
+    styles = ("o-", "s-", "^-", "v-", "D-", "x-")
+    for (name, rows), style in zip(results.items(), styles):
+        ks = [r["k"] for r in rows]
+        for group, ax in axes.items():
+            ax.plot(ks, [r[group]["snr"] for r in rows], style, ms=4, label=name)
+    rows = next(iter(results.values()))
+    ks = np.array([r["k"] for r in rows], dtype=float)
+    repeats = rows[0]["encoder"]["repeats"]
+    for group, ax in axes.items():
+        s0 = rows[0][group]["snr"]
+        ax.plot(ks, s0 * (ks / ks[0]) ** -0.5, "k:", lw=1, label="k^(-1/2)")
+        ax.plot(ks, s0 * (ks / ks[0]) ** 0.5, "k--", lw=1, label="k^(+1/2)")
+        ax.axhline(math.sqrt(2 / (math.pi * repeats)), color="0.6", lw=1,
+                   label="zero-mean floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("k (samples per estimate)")
+        ax.set_ylabel("mean |mean| / std over entries")
+        ax.set_title(f"{group} gradient SNR, {repeats} repeats", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(frameon=False, fontsize=8)
+    return save(fig, path)
+
+
 def labelled_grid(tiles, path, row_labels, title, col_labels=None, left: int | None = None):
     """tiles (R, C, P) as an R x C grid of images with a label per row (and per column);
     ``left`` pixels of margin for the row labels (default: enough for the longest)."""
@@ -431,4 +466,4 @@ def labelled_grid(tiles, path, row_labels, title, col_labels=None, left: int | N
 __all__ = ["image_grid", "principal_components", "normal_cdf", "normal_ppf", "encode_means",
            "plot_reconstructions", "plot_samples", "plot_latent_space", "plot_manifold",
            "plot_interpolations", "plot_training_curves", "plot_learned_std", "plot_kl_per_unit",
-           "plot_gradient_variance", "labelled_grid"]
+           "plot_gradient_variance", "plot_gradient_snr", "labelled_grid"]
