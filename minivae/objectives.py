@@ -106,13 +106,17 @@ OBJECTIVES = {
 }
 
 
+def _entry(table: dict, kind: str, name):
+    """``table[name]``, or one clear error naming the choices."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown {kind} {name!r}: choose one of {', '.join(table)}.") from None
+
+
 def get_objective(name: str) -> Objective:
     """The objective called ``name`` (one of :data:`OBJECTIVES`), or one clear error."""
-    try:
-        return OBJECTIVES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown objective {name!r}: choose one of "
-                         f"{', '.join(OBJECTIVES)}.") from None
+    return _entry(OBJECTIVES, "objective", name)
 
 
 # ---------------------------------------------------------------- gradient estimators beyond IWAE
@@ -214,8 +218,4 @@ ESTIMATORS = {
 
 def get_estimator(name: str) -> Estimator:
     """The estimator called ``name`` (one of :data:`ESTIMATORS`), or one clear error."""
-    try:
-        return ESTIMATORS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown estimator {name!r}: choose one of "
-                         f"{', '.join(ESTIMATORS)}.") from None
+    return _entry(ESTIMATORS, "estimator", name)

@@ -152,23 +152,21 @@ def assert_same_expectation(a, b, z=5.0):
     assert np.linalg.norm(se) < 0.1 * np.linalg.norm(b.mean(0))
 
 
-def test_dreg_has_the_iwae_encoder_gradient_in_expectation():
-    model = tiny(seed=5)
-    rng = np.random.default_rng(5)
+def paired_encoder_gradients(seed, estimators, k, draws):
+    """Encoder gradients of each estimator on one tiny model and batch, independent draws each."""
+    model, rng = tiny(seed=seed), np.random.default_rng(seed)
     x = draw_x(rng, "bernoulli", 2, 5)
-    dreg = encoder_gradients(model, x, "dreg", 5, 3000, rng)
-    iwae = encoder_gradients(model, x, "iwae", 5, 3000, rng)
+    return [encoder_gradients(model, x, e, k, draws, rng) for e in estimators]
+
+
+def test_dreg_has_the_iwae_encoder_gradient_in_expectation():
+    dreg, iwae = paired_encoder_gradients(5, ("dreg", "iwae"), 5, 3000)
     assert_same_expectation(dreg, iwae)
     assert dreg.var(0).sum() < iwae.var(0).sum()          # and, here, with less variance
 
 
 def test_stl_at_k1_has_the_elbo_gradient_in_expectation():
-    model = tiny(seed=6)
-    rng = np.random.default_rng(6)
-    x = draw_x(rng, "bernoulli", 2, 5)
-    stl = encoder_gradients(model, x, "stl", 1, 4000, rng)
-    elbo = encoder_gradients(model, x, "mc_elbo", 1, 4000, rng)
-    assert_same_expectation(stl, elbo)
+    assert_same_expectation(*paired_encoder_gradients(6, ("stl", "mc_elbo"), 1, 4000))
 
 
 def test_two_layers_refuse_the_path_only_estimators_and_run_the_others():
