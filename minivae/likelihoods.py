@@ -29,7 +29,7 @@ import numpy as np
 
 from .backend import array_module, to_host
 from .checks import InvalidInput, InvalidInputType, check_choice, check_positive
-from .gaussian import LOG_2PI
+from .gaussian import LOG_2PI, join, split
 from .layers import sigmoid, softplus
 
 
@@ -179,23 +179,21 @@ class GaussianLearned:
 
     def forward(self, x, out):
         xp = array_module(out)
-        P = out.shape[-1] // 2
-        m, v = out[..., :P], out[..., P:]
+        m, v = split(out)                                # (..., P) each
         diff = x - m
         r = diff * xp.exp(-v)
-        logp = -0.5 * ((diff * r + v).sum(axis=-1) + P * LOG_2PI)
+        logp = -0.5 * ((diff * r + v).sum(axis=-1) + m.shape[-1] * LOG_2PI)
         return logp, (diff, r)
 
     def backward(self, dlogp, cache):
-        xp = array_module(dlogp)
         diff, r = cache
         d = dlogp[..., None]
         dm = d * r
         dv = 0.5 * (dm * diff - d)
-        return xp.concatenate([dm, dv], axis=-1)
+        return join(dm, dv)                              # dout = [dm, dv]
 
     def mean(self, out):
-        return out[..., : out.shape[-1] // 2]
+        return split(out)[0]
 
     def check_data(self, x) -> None:
         """x must be finite; any real value has a density."""
@@ -203,8 +201,7 @@ class GaussianLearned:
 
     def split(self, out):
         r"""(m, v): the means and the log-variances of out = [m, v], each (..., P)."""
-        P = out.shape[-1] // 2
-        return out[..., :P], out[..., P:]
+        return split(out)
 
     def init_output_bias(self, b, mean_x):
         r"""b = [mean_x, 0]: the mean starts at the mean image, the log-variance at 0.  b (2P,)."""

@@ -117,6 +117,17 @@ class LatentVariableModel:
                                f"of a batch of {batch} need ({K}, {batch}, {self.eps_dim}).")
         return eps.astype(self.dtype, copy=False)
 
+    def _checked_inputs(self, x, k: int | None, eps, rng, check_data: bool):
+        """(x, eps) for a forward: x's shape and dtype (and its values, by the likelihood's rule,
+        when ``check_data``), and eps (k, B, eps_dim), drawn from ``rng`` when None (k known) or
+        checked (any K for ``k=None``)."""
+        x = self.check_x(x)
+        if check_data:
+            self.likelihood.check_data(x)
+        if eps is None:
+            return x, self.draw_eps(k, x.shape[0], rng)
+        return x, self.check_eps(eps, k, x.shape[0])
+
     def draw_eps(self, k: int, batch: int, rng=None):
         """eps ~ N(0, I) of shape (k, batch, eps_dim) from ``rng`` (default: the backend's generator)."""
         rng = self.backend.rng if rng is None else rng
@@ -166,10 +177,7 @@ class LatentVariableModel:
         whole data set once passes ``check_data=False`` and skips that read on every step.
         """
         objective, k, beta = self.check_bound_arguments(objective, k, beta)
-        x = self.check_x(x)
-        if check_data:
-            self.likelihood.check_data(x)
-        eps = self.draw_eps(k, x.shape[0], rng) if eps is None else self.check_eps(eps, k, x.shape[0])
+        x, eps = self._checked_inputs(x, k, eps, rng, check_data)
         log_px, log_latent, terms = self.log_weight_terms(x, eps, objective.analytic_kl)
         log_w = beta * log_latent
         log_w = log_w + log_px                                         # (K, B)
@@ -239,11 +247,8 @@ class LatentVariableModel:
         if m > 1 and not est.uses_m:
             raise InvalidInput(f"m={m} groups mean nothing to estimator {estimator!r}: only miwae "
                                f"and piwae read m (use m=1).")
-        x = self.check_x(x)
-        if check_data:
-            self.likelihood.check_data(x)
-        S, B = m * k, x.shape[0]
-        eps = self.draw_eps(S, B, rng) if eps is None else self.check_eps(eps, S, B)
+        x, eps = self._checked_inputs(x, m * k, eps, rng, check_data)     # eps (S, B, eps_dim)
+        B = x.shape[0]
         log_px, log_latent, terms = self.log_weight_terms(x, eps, analytic_kl=False)
         log_w = log_px + log_latent                                       # (S, B)
         bound, a, c = est.coefficients(log_w, m, ciwae_beta)
@@ -268,10 +273,8 @@ class LatentVariableModel:
 
         Forward only, every latent term sampled (the importance weights of L_k).  ``check_data``
         as in :meth:`forward` (:func:`minivae.evaluate.log_likelihood` checks x once, up front)."""
-        x = self.check_x(x)
-        if check_data:
-            self.likelihood.check_data(x)
-        log_px, log_latent, _ = self.log_weight_terms(x, self.check_eps(eps, None, x.shape[0]), False)
+        x, eps = self._checked_inputs(x, None, eps, None, check_data)
+        log_px, log_latent, _ = self.log_weight_terms(x, eps, False)
         log_px += log_latent
         return log_px
 
