@@ -9,7 +9,8 @@ The format, readable without minivae (``numpy.load(path, allow_pickle=False)``):
         model              {"type": "VAE", "x_dim", "latent_dim", "encoder_hidden", "decoder_hidden",
                             "activation", "likelihood", "sigma", "dtype", "seed"}, or for
                            "TwoLayerVAE" "h1_dim", "h2_dim", "x_hidden", "h_hidden" in place of
-                           the sizes (the constructor's arguments, by name)
+                           the sizes, for "ConvVAE" "image_shape", "latent_dim", "channels"
+                           (the constructor's arguments, by name)
         optimizer          {"type": "Adam", "t": steps taken, "hyper": {"lr", "beta1", "beta2", "eps"}},
                            or null
         train              the training configuration, "epoch" (epochs completed) and "history"
@@ -49,13 +50,14 @@ import numpy as np
 from .backend import to_host
 from .layers import ACTIVATIONS
 from .likelihoods import LIKELIHOODS, make_likelihood
+from .conv_vae import ConvVAE
 from .model import VAE
 from .optim import OPTIMIZERS
 from .train import TrainConfig
 from .two_layer import TwoLayerVAE
 
 FORMAT, VERSION = "minivae-checkpoint", 1
-MODEL_TYPES = {"VAE": VAE, "TwoLayerVAE": TwoLayerVAE}
+MODEL_TYPES = {"VAE": VAE, "TwoLayerVAE": TwoLayerVAE, "ConvVAE": ConvVAE}
 OPTIMIZER_TYPES = {cls.__name__: cls for cls in OPTIMIZERS.values()}   # "Adam", "SGD", "Adagrad"
 FLOAT_DTYPES = ("float32", "float64")
 MAX_CONFIG_BYTES = 64 * 2 ** 20     # config.json: a 3,280-pass history is under 1 MB
@@ -258,7 +260,11 @@ def _read_archive(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict]:
                               "config.json entry): point to a file written by minivae.")
     meta = _check_meta(_read_config(zf, members.pop("config.json"), path), path)
 
-    expected = _expected_shapes(meta)
+    try:
+        expected = _expected_shapes(meta)
+    except ValueError as err:                     # sizes that each pass but build no model
+        raise CheckpointError(f"{path} cannot be loaded: its config.json describes no model this "
+                              f"minivae can build ({err}) Use another checkpoint, or retrain.")
     for key, info in members.items():
         if key not in expected:
             raise CheckpointError(
@@ -406,6 +412,11 @@ MODEL_SCHEMA = {             # each constructor argument: (what it must be, the 
             "decoder_hidden": _SIZES, **_COMMON},
     "TwoLayerVAE": {"x_dim": _SIZE, "h1_dim": _SIZE, "h2_dim": _SIZE, "x_hidden": _SIZES,
                     "h_hidden": _SIZES, **_COMMON},
+    "ConvVAE": {"image_shape": ("a list of 3 integers of at least 1 (channels, height, width)",
+                                lambda v: _SIZES[1](v) and len(v) == 3),
+                "latent_dim": _SIZE,
+                "channels": ("a non-empty list of integers of at least 1",
+                             lambda v: _SIZES[1](v) and len(v) >= 1), **_COMMON},
 }
 TRAIN_SCHEMA = {             # the train section's entries that minivae reads back
     "epoch": ("an integer of at least 0", lambda v: _is_int(v, 0)),
@@ -509,8 +520,12 @@ def parameter_shapes(model: dict) -> dict:
                      p1 (D2, *reversed h_hidden, 2 D1), px (D1, *reversed x_hidden, O)
 
     with O the likelihood's outputs for x pixels (x for Bernoulli, 2 x for a learned variance).
+    A ConvVAE's shapes come from :meth:`minivae.conv_vae.ConvVAE.parameter_shapes`, which builds
+    its networks on the host (after the schema check, so only from valid sizes).
     """
     c = model
+    if model["type"] == "ConvVAE":
+        return ConvVAE.parameter_shapes(model)
     n_out = make_likelihood(c["likelihood"], c["sigma"]).n_outputs(c["x_dim"])
     if model["type"] == "VAE":
         nets = {"encoder": [c["x_dim"], *c["encoder_hidden"], 2 * c["latent_dim"]],

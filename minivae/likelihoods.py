@@ -15,7 +15,7 @@ Each likelihood has
                                                the mean training image (in place)
     check_data(x)                              None, or one clear error when x is data this
                                                likelihood cannot score (NaN, or not in [0, 1] for
-                                               Bernoulli pixels)
+                                               Bernoulli or discretised-logistic pixels)
 
 ``check_data`` reads x's minimum and maximum back to the host: on CuPy that waits for the GPU, so
 it runs once per API call (:meth:`minivae.model.LatentVariableModel.forward`) or once per data set
@@ -208,8 +208,126 @@ class GaussianLearned:
         b[: b.shape[0] // 2] = mean_x
 
 
+LOG_S_MIN = -7.0        # the floor on log s, as in PixelCNN++: s >= e^-7 ~ 9e-4 < 1/255
+HALF_BIN = 1.0 / 255    # half the width of one of the 256 bins on y = 2x - 1 in [-1, 1]
+
+
+class DiscretizedLogistic:
+    r"""8-bit pixels under a logistic per pixel, integrated over each pixel's bin: out = [m, log s].
+
+    Salimans et al. 2017 (PixelCNN++), eq. 2, with one logistic per pixel and no mixture.
+    x = k/255 (k = 0..255) is read as y = 2x - 1 in [-1, 1]; bin k is [y - 1/255, y + 1/255], and
+    the edge bins take the tails, so the 256 probabilities sum to one.  ``out`` is ``(..., 2P)``:
+    the first P columns are the locations m, the last P the log-scales log s, clamped from below at
+    ``LOG_S_MIN`` = -7 as in PixelCNN++ (its gradient is zero where log s < -7).  With
+    a = (y + 1/255 - m) / s and b = (y - 1/255 - m) / s:
+
+        p(x) = sigmoid(a) - sigmoid(b)   for 0 < k < 255
+        p(x) = sigmoid(a)                for k = 0          (the whole lower tail)
+        p(x) = 1 - sigmoid(b)            for k = 255        (the whole upper tail)
+
+    Stable form.  sigmoid(a) - sigmoid(b) = sigmoid(a) (1 - sigmoid(b)) (1 - e^-d) with
+    d = a - b = 2 / (255 s) > 0 (multiply out (e^a - e^b) / ((1 + e^a)(1 + e^b))), so with the
+    indicators u = [k < 255] (bin has an upper edge) and l = [k > 0] (a lower edge):
+
+        log p = sum_p [ -u softplus(-a) - l softplus(b) + u l log(1 - e^-d) ]
+        log(1 - e^-d) = log d + log r,   r = (1 - e^-d) / d = -expm1(-d) / d  in (0, 1]
+
+    log d = log(2/255) - log s is exact for any s, so no difference of sigmoids is ever taken, no
+    fallback to the density at the bin centre is needed, and nothing overflows: the clamp keeps
+    d <= 2 e^7 / 255 ~ 8.6, and where d underflows to 0 (log s > ~745 in float64) r is its limit 1.
+    x off the grid is scored with a bin of the same width centred on it; x < 1/510 counts as k = 0
+    and x > 509/510 as k = 255.
+
+    Backward, with t = e^-d / r = d / (e^d - 1) and g = dlogp[..., None]       (K, B, P) each:
+        dlogp/da = u sigmoid(-a),   dlogp/db = -l sigmoid(b),   d log(1 - e^-d) / dd = 1 / (e^d - 1)
+        1. dm     = g (da/dm dlogp/da + db/dm dlogp/db),  da/dm = db/dm = -1/s, d free of m
+                  = g / s (l sigmoid(b) - u sigmoid(-a))
+        2. dlog_s = g [log s >= -7] (-a u sigmoid(-a) + b l sigmoid(b) - u l t)
+                    (da/dlog s = -a, db/dlog s = -b, dd/dlog s = -d)
+    and dout = [dm, dlog_s].
+    """
+    name = "discretized_logistic"
+
+    def n_outputs(self, n_pixels: int) -> int:
+        return 2 * n_pixels
+
+    def forward(self, x, out):
+        xp = array_module(out)
+        m, log_s = split(out)                            # (..., P) each
+        log_s_c = xp.maximum(log_s, LOG_S_MIN)           # clamped log s
+        inv_s = xp.exp(-log_s_c)                         # 1/s <= e^7                  (K, B, P)
+        c = (2 * x - 1) - m                              # y - m, x broadcast over K
+        a = (c + HALF_BIN) * inv_s                       # upper edge, standardised
+        b = (c - HALF_BIN) * inv_s                       # lower edge, standardised
+        d = (2 * HALF_BIN) * inv_s                       # a - b > 0, or 0 where 1/s underflows
+        pos = d > 0
+        d1 = xp.where(pos, d, 1)
+        r = xp.where(pos, -xp.expm1(-d1) / d1, 1)        # (1 - e^-d) / d in (0, 1]
+        up = (x < 1 - HALF_BIN / 2).astype(out.dtype)    # u: k < 255                  (B, P)
+        lo = (x > HALF_BIN / 2).astype(out.dtype)        # l: k > 0
+        log_1m = (math.log(2 * HALF_BIN) - log_s_c) + xp.log(r)      # log(1 - e^-d)
+        per = up * log_1m
+        per *= lo
+        per -= up * softplus(-a)
+        per -= lo * softplus(b)
+        return per.sum(axis=-1), (a, b, inv_s, r, up, lo, log_s >= LOG_S_MIN)
+
+    def backward(self, dlogp, cache):
+        xp = array_module(dlogp)
+        a, b, inv_s, r, up, lo, free = cache
+        g = dlogp[..., None]
+        t = xp.exp((-2 * HALF_BIN) * inv_s) / r         # e^-d / r = d / (e^d - 1)
+        sa = up * sigmoid(-a)                            # dlogp/da
+        sb = lo * sigmoid(b)                             # -dlogp/db
+        dm = g * inv_s * (sb - sa)                                    # 1.
+        dlog_s = g * free * (b * sb - a * sa - up * lo * t)           # 2.
+        return join(dm, dlog_s)                          # dout = [dm, dlog_s]
+
+    def mean(self, out):
+        r"""clip((m + 1) / 2, 0, 1): the logistic's mean (and median) m, back on the [0, 1] scale.
+
+        An approximation of E[x | z]: it ignores how the edge bins pile up the tails and how the
+        bins round (within half a bin, 1/510, as s -> 0 with m inside [-1, 1]), and costs one pass
+        instead of a sum over 256 bins."""
+        xp = array_module(out)
+        return xp.clip((split(out)[0] + 1) / 2, 0, 1)
+
+    def check_data(self, x) -> None:
+        r"""x must be finite and in [0, 1]: 8-bit pixels k as x = k/255."""
+        lo, hi = finite_data_range(x, self.name)
+        if lo >= 0 and hi <= 1:
+            return
+        raw = lo >= 0 and hi <= 255 and hi.is_integer()
+        fix = ("raw 0-255 pixels? divide by 255 first" if raw
+               else "rescale 8-bit pixels k to k/255 first")
+        raise InvalidInput(f"x has values in [{lo:g}, {hi:g}] but the {self.name} likelihood "
+                           f"needs x in [0, 1]: {fix}.")
+
+    def split(self, out):
+        r"""(m, log_s): the locations and the unclamped log-scales in out = [m, log_s], (..., P)."""
+        return split(out)
+
+    def init_output_bias(self, b, mean_x):
+        r"""b = [2 mean_x - 1, 0]: m starts at the mean image on the [-1, 1] scale, log s at 0.
+
+        s = 1 is broad on [-1, 1]: every bin starts with some mass and the decoder learns to
+        narrow it.  b (2P,), in place."""
+        P = b.shape[0] // 2
+        b[:P] = 2 * mean_x - 1
+        b[P:] = 0
+
+
+def bits_per_dim(nats_per_example: float, n_dims: int) -> float:
+    r"""-log p in nats per example as bits per dimension:  nats / (n_dims ln 2).
+
+    For 8-bit data scored by :class:`DiscretizedLogistic` (e.g. 3,072 for a CIFAR-10 image); for a
+    density on dequantised data see :func:`minivae.analysis.bits_per_pixel`, which adds log 256."""
+    return nats_per_example / (n_dims * math.log(2))
+
+
 LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": GaussianFixed,
-               "gaussian_learned": GaussianLearned}
+               "gaussian_learned": GaussianLearned, "discretized_logistic": DiscretizedLogistic}
 
 
 def make_likelihood(name: str, sigma: float = 1.0):

@@ -7,7 +7,7 @@ Figures are made with ``matplotlib.figure.Figure`` and the Agg canvas, so no pyp
 is touched and no display is needed.  matplotlib is imported only when a figure is drawn:
 ``import minivae`` never imports this module, and the NumPy helpers here need no matplotlib.
 
-    image_grid(images, rows, cols)        (N, 784) or (N, 28, 28) -> one tiled (H, W) image
+    image_grid(images, rows, cols)        (N, 784), (N, 28, 28) or (N, 3, h, w) -> one tiled image
     principal_components(a, n)            projection on the top-n PCs and their variance ratios
     normal_ppf(p)                         Phi^{-1}(p), the standard normal quantile (no scipy)
 
@@ -42,34 +42,54 @@ SEPARATOR = 0.75         # grey of the lines between tiles (0 black, 1 white)
 
 
 # ---------------------------------------------------------------- pure NumPy helpers
-def image_grid(images, rows: int, cols: int, gap: int = 1, fill: float = SEPARATOR) -> np.ndarray:
+def image_grid(images, rows: int, cols: int, gap: int = 1, fill: float = SEPARATOR,
+               shape=None) -> np.ndarray:
     r"""Tile N images row by row into one array, ``gap`` pixels of ``fill`` between tiles.
 
-    ``images`` is (N, h, w), or (N, P) with P = side^2 (MNIST's (N, 784) -> 28 x 28 tiles).
-    Image i lands at row ``i // cols``, column ``i % cols``; cells beyond N stay ``fill``.
+    ``images`` is (N, h, w) grey, (N, 3, h, w) colour (channels first, as the models see them),
+    or (N, P) rows: of ``shape`` = (C, h, w) when given, else P = side^2 grey pixels (MNIST's
+    (N, 784) -> 28 x 28 tiles).  Image i lands at row ``i // cols``, column ``i % cols``; cells
+    beyond N stay ``fill``.
 
-    Returns a float array of shape (rows h + (rows - 1) gap, cols w + (cols - 1) gap).
+    Returns a float array (rows h + (rows - 1) gap, cols w + (cols - 1) gap), with a trailing
+    axis of 3 for colour images (what ``imshow`` draws as RGB).
     """
     images = to_host(images)
-    if images.ndim == 2:
+    if images.ndim == 2 and shape is not None:
+        images = images.reshape(-1, *shape)
+    elif images.ndim == 2:
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:
             raise ValueError(f"Rows of {images.shape[1]} pixels are not square images: pass "
-                             f"(N, h, w) arrays instead.")
+                             f"(N, h, w) arrays or the images' shape.")
         images = images.reshape(-1, side, side)
-    if images.ndim != 3:
-        raise ValueError(f"images has shape {images.shape}; expected (N, h, w) or (N, h*w).")
-    n, h, w = images.shape
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]                                   # one channel: grey
+    elif images.ndim == 4 and images.shape[1] == 3:
+        images = images.transpose(0, 2, 3, 1)                   # (N, h, w, 3) for imshow
+    if images.ndim != 3 and not (images.ndim == 4 and images.shape[-1] == 3):
+        raise ValueError(f"images has shape {images.shape}; expected (N, h, w), (N, 1 or 3, h, w) "
+                         f"or (N, P).")
+    n, h, w = images.shape[:3]
     if n > rows * cols:
         raise ValueError(f"{n} images do not fit a {rows} x {cols} grid: ask for at least "
                          f"{n} cells.")
-    grid = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap), fill,
-                   dtype=np.result_type(images.dtype, np.float32))
+    grid = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, *images.shape[3:]),
+                   fill, dtype=np.result_type(images.dtype, np.float32))
     for i in range(n):
         r, c = divmod(i, cols)
         top, left = r * (h + gap), c * (w + gap)
         grid[top: top + h, left: left + w] = images[i]
     return grid
+
+
+def image_shape(model) -> tuple:
+    """(C, h, w) of the model's images: its ``image_shape``, else square grey rows of x_dim."""
+    shape = getattr(model, "image_shape", None)
+    if shape is None:
+        side = math.isqrt(model.x_dim)
+        shape = (1, side, side)
+    return tuple(shape)
 
 
 def principal_components(a, n: int = 2):
@@ -166,13 +186,14 @@ def grid_figure(grid: np.ndarray, title: str | None = None, left: int = 10, bott
     would resize them by fractions of a pixel.  ``left`` and ``bottom`` are margins in
     pixels for row labels and axis labels.
     """
-    h, w = grid.shape
+    h, w = grid.shape[:2]
     scale = max(1, min(MAX_PIXEL_SCALE, GRID_PIXELS // max(h, w)))   # screen px per image px
     top, right = (28 if title else 10), 10
     width, height = left + scale * w + right, bottom + scale * h + top
     fig = figure(width / DPI, height / DPI, layout=None)
     ax = fig.add_axes((left / width, bottom / height, scale * w / width, scale * h / height))
-    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax.imshow(np.clip(grid, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest",
+              aspect="auto")                             # grey (H, W) or RGB (H, W, 3)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -193,16 +214,17 @@ def plot_reconstructions(model, x, path, n: int = 10) -> Path:
     x = x[:n]
     recon = model.reconstruct(_to_device(model, x))                  # (n, P)
     n = x.shape[0]
-    grid = image_grid(np.concatenate([to_host(x), to_host(recon)]).astype(np.float32), 2, n)
-    side = math.isqrt(model.x_dim)
+    shape = image_shape(model)
+    grid = image_grid(np.concatenate([to_host(x), to_host(recon)]).astype(np.float32), 2, n,
+                      shape=shape)
     fig, ax = grid_figure(grid, left=110)
-    label_rows(ax, ["input", "reconstruction"], side)
+    label_rows(ax, ["input", "reconstruction"], shape[1])
     return save(fig, path)
 
 
 def plot_samples(model, path, rng, n: int = 8) -> Path:
     """An n x n grid of decode(z), z ~ N(0, I): ``model.sample(n * n, rng)``."""
-    grid = image_grid(model.sample(n * n, rng), n, n)
+    grid = image_grid(model.sample(n * n, rng), n, n, shape=image_shape(model))
     fig, _ = grid_figure(grid, title="samples  E[x | z],  z ~ N(0, I)")
     return save(fig, path)
 
@@ -271,8 +293,8 @@ def plot_manifold(model, path, n: int = 20) -> Path:
     q = np.array([normal_ppf(p) for p in np.linspace(0.05, 0.95, n)])  # (n,)
     z1, z2 = np.meshgrid(q, q[::-1])                                    # row 0 is the top: largest z2
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)                      # (n*n, 2)
-    grid = image_grid(model.decode(_to_device(model, z)), n, n)
-    side = math.isqrt(model.x_dim)
+    grid = image_grid(model.decode(_to_device(model, z)), n, n, shape=image_shape(model))
+    side = image_shape(model)[1]
     fig, ax = grid_figure(grid, title="decode(z) on normal quantiles", left=64, bottom=40)
     ends = [0, n - 1]
     centres = [i * (side + 1) + (side - 1) / 2 for i in ends]
@@ -307,10 +329,11 @@ def plot_interpolations(model, x, path, pairs=((0, 1), (2, 3), (4, 5), (6, 7), (
     path_x = to_host(model.decode(z.reshape(-1, model.latent_dim)))     # (R S, P)
     rows = np.concatenate([xa[:, None], path_x.reshape(len(pairs), steps, -1), xb[:, None]],
                           axis=1)                                       # (R, S + 2, P)
-    grid = image_grid(rows.reshape(-1, rows.shape[-1]).astype(np.float32), len(pairs), steps + 2)
-    side = math.isqrt(model.x_dim)
+    shape = image_shape(model)
+    grid = image_grid(rows.reshape(-1, rows.shape[-1]).astype(np.float32), len(pairs), steps + 2,
+                      shape=shape)
     fig, ax = grid_figure(grid, title=title, left=60)
-    label_rows(ax, row_labels or [f"{a} \u2192 {b}" for a, b in pairs], side)
+    label_rows(ax, row_labels or [f"{a} \u2192 {b}" for a, b in pairs], shape[1])
     return save(fig, path)
 
 
@@ -448,12 +471,14 @@ def plot_gradient_snr(results, path) -> Path:
     return save(fig, path)
 
 
-def labelled_grid(tiles, path, row_labels, title, col_labels=None, left: int | None = None):
-    """tiles (R, C, P) as an R x C grid of images with a label per row (and per column);
-    ``left`` pixels of margin for the row labels (default: enough for the longest)."""
+def labelled_grid(tiles, path, row_labels, title, col_labels=None, left: int | None = None,
+                  shape=None):
+    """tiles (R, C, P) as an R x C grid of images of ``shape`` (C, h, w) (default: square grey)
+    with a label per row (and per column); ``left`` pixels of margin for the row labels (default:
+    enough for the longest)."""
     R, C, P = tiles.shape
-    side = math.isqrt(P)
-    grid = image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C)
+    grid = image_grid(tiles.reshape(R * C, P).astype(np.float32), R, C, shape=shape)
+    side = (grid.shape[0] + 1) // R - 1                               # tile height
     if left is None:
         left = 12 + 7 * max(len(label) for label in row_labels)     # room for the row labels
     fig, ax = grid_figure(grid, title=title, left=left, bottom=30 if col_labels else 10)

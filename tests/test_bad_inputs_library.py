@@ -15,7 +15,8 @@ import pytest
 from minivae.checks import InvalidInput, InvalidInputType
 from minivae.evaluate import (active_units, active_units_per_layer, latent_mean_variances,
                               log_likelihood, summarize)
-from minivae.likelihoods import Bernoulli, GaussianFixed, GaussianLearned, make_likelihood
+from minivae.likelihoods import (Bernoulli, DiscretizedLogistic, GaussianFixed, GaussianLearned,
+                                 make_likelihood)
 from minivae.layers import MLP, make_activation
 from minivae.model import VAE
 from minivae.optim import SGD, Adagrad, Adam, make_optimizer
@@ -260,6 +261,15 @@ CASES = [
      r"x has dtype <U1 but the bernoulli likelihood needs real numbers"),
     ("GaussianLearned.check_data NaN", lambda: GaussianLearned().check_data(with_value(np.nan)),
      ValueError, r"x holds NaN values but the gaussian_learned likelihood needs finite data"),
+    ("DiscretizedLogistic.check_data raw pixels",
+     lambda: DiscretizedLogistic().check_data(RAW_PIXELS), ValueError,
+     r"x has values in \[0, 255\] but the discretized_logistic likelihood needs x in \[0, 1\]: "
+     r"raw 0-255 pixels\? divide by 255"),
+    ("DiscretizedLogistic.check_data 1.5", lambda: DiscretizedLogistic().check_data(with_value(1.5)),
+     ValueError, r"x has values in \[0, 1.5\] .*rescale 8-bit pixels k to k/255"),
+    ("loss discretized_logistic x NaN",
+     lambda: vae(likelihood="discretized_logistic").loss_and_grads(with_value(np.nan)), ValueError,
+     r"x holds NaN values but the discretized_logistic likelihood needs finite data"),
 ]
 
 
@@ -279,7 +289,8 @@ def test_the_error_types_are_value_and_type_errors():
 
 @pytest.mark.parametrize("likelihood,x", [
     ("bernoulli", X), ("bernoulli", X * 0.5 + 0.25),           # binary and grey-level pixels
-    ("gaussian", RAW_PIXELS.astype(float)), ("gaussian_learned", with_value(-3.0))])
+    ("gaussian", RAW_PIXELS.astype(float)), ("gaussian_learned", with_value(-3.0)),
+    ("discretized_logistic", X), ("discretized_logistic", (X * 200 + 20) / 255)])
 def test_good_data_passes(likelihood, x):
     model = vae(likelihood=likelihood)
     assert model.likelihood.check_data(x) is None

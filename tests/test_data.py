@@ -208,10 +208,12 @@ def test_data_dir_may_hold_the_dataset_folder(real_root, name):
 
 def test_table_matches_the_datasets_readme():
     for name, spec in data.DATASETS.items():
-        assert set(spec.md5) == set(data.FILES) and len(spec.classes) == 10
+        files = data.FILES if spec.format == "idx" else (data.CIFAR_ARCHIVE,)
+        assert set(spec.md5) == set(files) and len(spec.classes) == 10
         assert all(len(d) == 32 and int(d, 16) >= 0 for d in spec.md5.values())
     assert data.DATASETS["mnist"].md5["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
     assert data.DATASETS["fashion-mnist"].classes[9] == "Ankle boot"
+    assert data.DATASETS["mnist"].image_shape == (1, 28, 28)        # CIFAR-10's: tests/test_cifar10.py
 
 
 def test_module_imports_only_numpy_and_the_standard_library():
@@ -274,8 +276,8 @@ def test_not_found_lists_every_place_and_the_fixes(tiny, tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_names_the_known_ones():
-    for call in (lambda: load_dataset("cifar10"), lambda: candidate_dirs("cifar10")):
-        with pytest.raises(DataError, match="unknown dataset 'cifar10'.*fashion-mnist, mnist"):
+    for call in (lambda: load_dataset("svhn"), lambda: candidate_dirs("svhn")):
+        with pytest.raises(DataError, match="unknown dataset 'svhn'.*cifar10, fashion-mnist, mnist"):
             call()
 
 

@@ -1,4 +1,7 @@
-"""Bernoulli and Gaussian likelihoods: gradient checks and forward maths."""
+"""Every likelihood's gradient check; the Bernoulli and Gaussian forward maths.
+
+The discretised logistic's own forward maths is in tests/test_discretized_logistic.py.
+"""
 import math
 import warnings
 
@@ -7,13 +10,15 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minivae.backend import get_backend
-from minivae.likelihoods import Bernoulli, GaussianFixed, GaussianLearned, make_likelihood
+from minivae import likelihoods
+from minivae.likelihoods import (Bernoulli, DiscretizedLogistic, GaussianFixed, GaussianLearned,
+                                 make_likelihood)
 from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, device_inputs,
                              numeric_grads, snapshot)
 
 LIKELIHOODS = {"bernoulli": Bernoulli(), "gaussian": GaussianFixed(0.7),
-               "gaussian_learned": GaussianLearned()}
+               "gaussian_learned": GaussianLearned(), "discretized_logistic": DiscretizedLogistic()}
 
 
 def draw_data(name, rng, b, p):
@@ -124,6 +129,9 @@ def test_gaussian_learned_equals_the_textbook_formula():
 
 
 def test_likelihood_names_and_errors():
+    assert set(LIKELIHOODS) == set(likelihoods.LIKELIHOODS)           # the gradient check sees them all
+    for name in LIKELIHOODS:
+        assert make_likelihood(name).name == name
     assert isinstance(make_likelihood("bernoulli"), Bernoulli)
     assert make_likelihood("gaussian", 0.2).sigma == 0.2
     with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):

@@ -59,6 +59,18 @@ def test_image_grid_takes_flat_rows():
     np.testing.assert_array_equal(grid[29:57, 29:57], x[4].reshape(28, 28))
 
 
+def test_image_grid_draws_colour_rows_channels_first():
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 3 * 4 * 5)).astype(np.float32)      # rows of (C, h, w) = (3, 4, 5) images
+    grid = plots.image_grid(x, 1, 3, shape=(3, 4, 5))
+    assert grid.shape == (4, 3 * 5 + 2, 3)                  # an RGB image
+    img = x[2].reshape(3, 4, 5)
+    for channel in range(3):                                # tile 2, channel c = plane c of row 2
+        np.testing.assert_array_equal(grid[:, 12:17, channel], img[channel])
+    grey = plots.image_grid(x[:, :20], 1, 3, shape=(1, 4, 5))
+    np.testing.assert_array_equal(grey[:, 6:11], x[1, :20].reshape(4, 5))
+
+
 def test_image_grid_rejects_too_many_images_and_non_square_rows():
     with pytest.raises(ValueError, match="do not fit"):
         plots.image_grid(random_images(7), 2, 3)
