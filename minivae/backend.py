@@ -36,6 +36,7 @@ STREAMS = {
     "unit_statistics": 7,  # the latent draws of the per-unit analysis
     "gradient_variance": 8,  # the repeated draws of the gradient-variance experiment
     "gradient_snr": 9,     # the repeated draws of the gradient signal-to-noise experiment
+    "log_likelihood_blocks": 10,  # L_k drawn per block of images: generator(.., *key, block)
 }
 
 _GPU_INSTALL_HINT = ('pip install "minivae[gpu-cuda12]" (CUDA 12) or '
@@ -177,6 +178,23 @@ def get_backend(name: str = "numpy", seed: int = 0) -> Backend:
         cupy = _import_cupy()
         return Backend("cupy", cupy, cupy.random.default_rng(seed), seed)
     raise ValueError(f"Unknown backend {name!r}: choose one of {', '.join(BACKENDS)}.")
+
+
+def cupy_nccl():
+    """CuPy's NCCL binding (``cupy.cuda.nccl``) for reducing across GPUs, or one clear error
+    (:class:`BackendUnavailable`) when CuPy, a GPU or the NCCL library is missing."""
+    _import_cupy()
+    try:
+        import cupy.cuda.nccl as nccl
+        why = None if getattr(nccl, "available", False) else "the NCCL library was not found"
+    except ImportError as err:
+        why = str(err)
+    if why is not None:
+        raise BackendUnavailable(
+            f"CuPy cannot use NCCL ({why}), which reduces gradients across GPUs: install it "
+            "for your CUDA version (pip install nvidia-nccl-cu12, or the system's libnccl2), or "
+            "train on one GPU without mpiexec.") from None
+    return nccl
 
 
 def cupy_available() -> bool:

@@ -6,7 +6,8 @@ One epoch, for a model on a backend ``be`` (NumPy or CuPy):
     rng   = be.generator("train", epoch)                      (noise for this epoch, on the device)
     for each batch of rows:
         x     = binarize(x_train[rows], rng)                  # pixels redrawn ~ Bernoulli(intensity)
-        loss, grads, stats = model.loss_and_grads(x, objective, k, beta, rng=rng)
+        eps   = rng.standard_normal((k, B, eps_dim))          # then the batch's eps
+        loss, grads, stats = model.loss_and_grads(x, objective, k, beta, eps=eps)
         optimizer.step(model.params, grads)                   # in place
     test  = -ELBO on the test set binarised once, fixed eps  (nats per example)
 
@@ -14,6 +15,21 @@ Every random draw of epoch e depends only on (seed, e), so a run resumed after e
 continues exactly as an uninterrupted one would.  Losses stay on the device during the epoch
 (no host synchronisation per step on CuPy); they are read once per epoch, or every few
 hundred steps to update a progress bar.
+
+Under MPI (``mpiexec -n N``, see :mod:`minivae.distributed`) each global batch of B rows is split
+into N contiguous shards.  Every rank draws the noise of the whole batch, as one process does,
+and keeps its shard's rows of it; it computes its shard's gradients, and one Allreduce weighted
+by the shards' sizes gives every rank the whole batch's gradient, so every rank takes the same
+step:
+
+    x, eps     = the global batch's, drawn as above;  x_r, eps_r = x[shard r], eps[:, shard r]
+    grads_r    = model.loss_and_grads(x_r, ..., eps=eps_r)         (mean over the B_r rows)
+    grads      = sum_r (B_r / B) grads_r                           (distributed.allreduce_grads)
+    optimizer.step(model.params, grads)                            (the same on every rank)
+
+A run therefore draws the same numbers whatever the number of ranks, and ends, to rounding, with
+the parameters of one process (the sums are associated differently).  Drawing the whole batch's
+noise on every rank costs B (P + k eps_dim) random numbers a step per rank.
 """
 from __future__ import annotations
 
@@ -25,6 +41,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import distributed
 from .backend import reuse_freed_memory
 from .checks import InvalidInput, InvalidInputType
 from .data import binarize, binarize_fixed
@@ -167,20 +184,49 @@ def make_train_optimizer(cfg: TrainConfig):
     return make_optimizer(cfg.optimizer, lr=cfg.lr)
 
 
-def evaluate_elbo(model, x_test_bin, cfg: TrainConfig, check_data: bool = True) -> dict:
+def evaluate_elbo(model, x_test_bin, cfg: TrainConfig, check_data: bool = True,
+                  ranks: tuple = (1, 0)) -> dict:
     """Test -ELBO (analytic KL, beta = 1 whatever the training beta, one fixed eps), its KL and
     reconstruction terms, nats per example.  ``check_data=False`` skips the likelihood's data check
-    of each batch (for a test set checked once already, as :func:`train` does)."""
+    of each batch (for a test set checked once already, as :func:`train` does).
+
+    ``ranks=(size, rank)`` (:func:`minivae.distributed.world`, as :func:`train` passes) splits
+    every batch over the ranks: each draws the batch's eps as one process does, scores its shard of
+    the rows, and the three totals are summed over the ranks, so every rank returns the same
+    numbers, one process's to rounding.  Every rank must call it then."""
     xp, be = model.xp, model.backend
+    size, rank = ranks
     rng = be.generator("test_elbo")                      # the same eps every epoch
     totals = xp.zeros(3, dtype=xp.float64)
     for i in range(0, x_test_bin.shape[0], cfg.eval_batch):
         xb = x_test_bin[i:i + cfg.eval_batch]
-        bound, _, stats = model.forward(xb, "elbo", 1, 1.0, rng=rng, check_data=check_data)
+        eps = model.draw_eps(1, xb.shape[0], rng)                          # (1, b, eps_dim)
+        mine = distributed.shard(xb.shape[0], size, rank)
+        xb, eps = xb[mine], eps[:, mine]
         n = xb.shape[0]
+        if n == 0:
+            continue
+        bound, _, stats = model.forward(xb, "elbo", 1, 1.0, eps=eps, check_data=check_data)
         totals += xp.stack([-bound.sum(), stats["kl"] * n, stats["recon"] * n]).astype(xp.float64)
-    nelbo, kl, recon = (float(v) / x_test_bin.shape[0] for v in be.to_host(totals))
+    totals = be.to_host(totals)
+    if size > 1:
+        totals = distributed.allreduce_sum(totals)
+    nelbo, kl, recon = (float(v) / x_test_bin.shape[0] for v in totals)
     return {"test_nelbo": nelbo, "test_kl": kl, "test_recon": recon}
+
+
+def draw_batch(model, xb, cfg: TrainConfig, rng, mine: slice = slice(None)):
+    r"""(x, eps) of one training step: the rows ``mine`` of the global batch ``xb`` (B, P),
+    binarised when ``cfg.binarize``, and their noise eps (S, B_mine, eps_dim), S = k m.
+
+    The draws are one process's, in its order, for the whole batch: u (B, P) for the
+    binarisation, then eps (S, B, eps_dim); a rank of a distributed run keeps its rows of both,
+    so the rows of every rank together are exactly what one process would have drawn.
+    """
+    if cfg.binarize:
+        xb = binarize(xb, rng)
+    eps = model.draw_eps(cfg.k * cfg.m, xb.shape[0], rng)
+    return xb[mine], model.xp.ascontiguousarray(eps[:, mine])
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -234,8 +280,20 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
     ``lr_end``, the rate jumps back up to where a run of the new length would be at
     ``start_epoch``), while the epochs already done keep the rates of the old length.  A longer
     ``cfg.minutes`` budget does the same to a timed run.  ``"constant"`` is unaffected.
+
+    Under MPI with more than one rank (:mod:`minivae.distributed`), every rank calls ``train``
+    with the same arguments (a resumed run: every rank reads the checkpoint).  Rank 0's parameters
+    are broadcast first; each step is sharded as the module docstring shows.  The epoch's training
+    loss is summed over the ranks once per epoch, the test -ELBO is sharded and summed, and an
+    epoch's seconds are its slowest rank's, so every rank takes the same guard and time-budget
+    decisions.  Only rank 0 logs, shows progress and calls ``on_epoch_end`` (its checkpoint is
+    written atomically, as ever); the other ranks return the same history.
     """
     be, xp = model.backend, model.xp
+    size, rank = distributed.world()
+    saves = on_epoch_end is not None                     # for the messages: the same on every rank
+    if rank != 0:
+        log, progress, on_epoch_end = (lambda *_: None), False, None
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if getattr(x, "ndim", None) != 2 or x.shape[0] == 0:
             raise InvalidInput(f"{name} must be a 2-D array with at least one row (N, P), got "
@@ -257,16 +315,19 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         else:
             where = f"in epoch {epoch + 1}"
             kept = f"Epoch {epoch + 1} was not saved" + (
-                "." if on_epoch_end is None else
+                "." if not saves else
                 ", and no checkpoint was written before it." if epoch == 0 else
                 ": the last good checkpoint was kept.")
         raise error(f"Training stopped {where}: {problem}. {kept} Lower the learning rate "
                     "(--lr, --lr-end), or check the data and the model's parameters.")
 
+    if size > 1:
+        distributed.broadcast_params(model)
     bad = non_finite_arrays(model, optimizer)
     start, start_when = (history[0].get("test_nelbo"), "after epoch 1") if history else (None, "")
     if not bad and not (isinstance(start, float) and math.isfinite(start)):
-        start = evaluate_elbo(model, X_test, cfg, check_data=False)["test_nelbo"]
+        start = evaluate_elbo(model, X_test, cfg, check_data=False,
+                              ranks=(size, rank))["test_nelbo"]
         start_when = "before training"
     if bad or not math.isfinite(start):
         stop(NonFiniteLoss, None, f"{_list(bad)} hold NaN or infinite values" if bad else
@@ -284,34 +345,43 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         perm = xp.asarray(np.random.default_rng([cfg.seed, epoch]).permutation(N))
         rng = be.generator("train", epoch)
         bar = _progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", progress)
-        total = xp.zeros((), dtype=xp.float64)
+        total = xp.zeros((), dtype=xp.float64)           # this rank's sum of loss * rows
+        seen = 0                                           # this rank's rows so far
         t0 = time.perf_counter()
         for j in range(n_batches):
-            xb = X[perm[j * B:(j + 1) * B]]
-            if cfg.binarize:
-                xb = binarize(xb, rng)
-            if cfg.estimator is None:
-                loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, rng=rng,
+            rows = perm[j * B:(j + 1) * B]                 # the global batch: every rank's
+            mine = distributed.shard(rows.shape[0], size, rank)
+            xb, eps = draw_batch(model, X[rows], cfg, rng, mine)
+            n = xb.shape[0]
+            if n == 0:                                     # fewer rows than ranks: add nothing
+                grads = {name: xp.zeros_like(p) for name, p in model.params.items()}
+            elif cfg.estimator is None:
+                loss, grads, _ = model.loss_and_grads(xb, cfg.objective, cfg.k, cfg.beta, eps=eps,
                                                       check_data=False)
             else:
                 loss, grads, _ = model.estimator_loss_and_grads(
-                    xb, cfg.estimator, cfg.k, cfg.m, cfg.ciwae_beta, rng=rng, check_data=False)
+                    xb, cfg.estimator, cfg.k, cfg.m, cfg.ciwae_beta, eps=eps, check_data=False)
+            if size > 1:
+                grads = distributed.allreduce_grads(grads, n / rows.shape[0])   # the batch's mean
             optimizer.step(model.params, grads)
-            total += loss * xb.shape[0]
+            if n:
+                total += loss * n
+                seen += n
             if bar is not None:
                 bar.update(1)
                 if j % 100 == 99:                                           # one sync per 100 steps
-                    bar.set_postfix(loss=f"{float(total) / min((j + 1) * B, N):.2f}")
-        train_loss = float(total) / N
+                    bar.set_postfix(loss=f"{float(total) / max(seen, 1):.2f}")
+        train_loss = distributed.allreduce_sum(float(total)) / N
         be.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = distributed.allreduce_max(time.perf_counter() - t0)    # the slowest rank's
         elapsed += seconds
         if bar is not None:
             bar.close()
 
         # the epoch's end: nothing is logged, recorded or saved before these checks pass
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
-                  **evaluate_elbo(model, X_test, cfg, check_data=False), "seconds": seconds}
+                  **evaluate_elbo(model, X_test, cfg, check_data=False, ranks=(size, rank)),
+                  "seconds": seconds}
         bad = non_finite_arrays(model, optimizer)
         problems = [f"the {what} is {value}" for what, value in (
             ("training loss", train_loss), ("test -ELBO", record["test_nelbo"]))
