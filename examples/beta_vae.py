@@ -32,12 +32,12 @@ import numpy as np
 
 from minivae import to_host
 from minivae.analysis import kl_per_dimension
-from minivae.commands import (add_dataset_argument, add_short_training_arguments, backend_and_data,
-                              build_vae, check_batch_size, output_folder, parse_flags,
-                              positive_float, run, run_parser, short_training_config,
-                              training_subset, write_figures, write_metrics)
+from minivae.commands import (add_dataset_argument, add_training_arguments, parse_flags,
+                              positive_float, run, run_parser)
 from minivae.data import binarize_fixed
 from minivae.evaluate import active_units
+from minivae.runs import (backend_and_data, build_vae, check_batch_size, output_folder,
+                          short_training_config, write_figures, write_metrics)
 from minivae.train import NonFiniteLoss, config_dict, train
 
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     add_dataset_argument(p)
     p.add_argument("--betas", type=positive_float, nargs="+", default=[0.5, 1.0, 4.0],
                    help="KL weights (> 0), one model each")
-    add_short_training_arguments(p, latent_dim=32)
+    add_training_arguments(p, latent_dim=32)
     return parse_flags(p, argv)
 
 
@@ -107,8 +107,8 @@ def make_figures(models, rows, x_test_bin, out: Path, seed: int, n: int = 8) -> 
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = output_folder(args.out)
-    be, ds = backend_and_data(args)
-    x_train = training_subset(ds, args.subset).x_train
+    be, ds = backend_and_data(args, subset=args.subset)
+    x_train = ds.x_train
     check_batch_size(args.batch_size, x_train.shape[0])
     x_test_bin = binarize_fixed(ds.x_test, args.seed)             # what train() evaluates on
     print(f"{ds.name}: {x_train.shape[0]} training and {ds.x_test.shape[0]} test images, "

@@ -26,12 +26,12 @@ import sys
 import time
 
 from minivae.checkpoint import load_checkpoint
-from minivae.commands import (at_least, backend_and_data, check_batch_size, machine,
-                              output_folder, positive_int, run, run_parser, write_figures,
-                              write_metrics)
+from minivae.commands import at_least, positive_int, run, run_parser
 from minivae.data import binarize_fixed
 from minivae.estimators import SNR_ESTIMATORS, gradient_snr, log_log_slope
 from minivae.plots import plot_gradient_snr
+from minivae.runs import (backend_and_data, check_batch_size, machine, output_folder, write_figures,
+                          write_metrics)
 
 FLAT = 0.1          # |slope| below this reads as "does not change with k"
 

@@ -28,12 +28,12 @@ import math
 import sys
 import time
 
-from minivae.commands import (at_least, backend_and_data, build_vae, check_batch_size, machine,
-                              non_negative_int, output_folder, parse_flags, positive_int, run,
-                              run_parser, training_subset, write_figures, write_metrics)
+from minivae.commands import at_least, non_negative_int, parse_flags, positive_int, run, run_parser
 from minivae.data import binarize_fixed
 from minivae.estimators import ESTIMATORS, estimator_moments, summarize_moments
 from minivae.plots import plot_gradient_variance
+from minivae.runs import (backend_and_data, build_vae, check_batch_size, machine, output_folder,
+                          training_subset, write_figures, write_metrics)
 from minivae.train import TrainConfig, config_dict, train
 
 

@@ -18,9 +18,9 @@ and around it: data.py (MNIST / Fashion-MNIST, binarisation), train.py (the trai
 checkpoint.py (atomic .npz checkpoints and the one validating loader), checks.py (argument
 checks with one-sentence errors), evaluate.py (L_k and active units), analysis.py (KL and
 spread per latent unit; helpers for the teaching examples), plots.py (figures; needs matplotlib),
-and above the library commands.py, the one module with command-line code: ``python -m
-minivae.evaluate`` / ``minivae-evaluate``, ``python -m minivae.analysis`` / ``minivae-analysis``,
-and what the example scripts share.
+and above the library commands.py, the one module with command-line code (the flags, and
+``python -m minivae.evaluate`` / ``minivae-evaluate``, ``python -m minivae.analysis`` /
+``minivae-analysis``), and runs.py, what the example scripts share besides their flags.
 """
 from .backend import Backend, BackendUnavailable, array_module, get_backend, to_host
 from .model import VAE

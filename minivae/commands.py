@@ -1,41 +1,24 @@
-r"""Everything command-line: flags, the backend and data they name, the files a run writes, and
-the two commands.
+r"""Everything command-line: the flags, how a run ends (one line on stderr and an exit code),
+and the two commands.
 
 The library below (``evaluate``, ``analysis``, ``train`` and the rest) computes and raises; it
 imports nothing from here (``python -m minivae.evaluate`` and ``python -m minivae.analysis`` hand
-over to the commands at the bottom of this file).  This module parses flags, loads what they
-name, turns a problem into one line on stderr and an exit code (2: a flag, a folder or file, a
-checkpoint, the data or CuPy; 3: training diverged), and writes what a run measured, atomically.  The example scripts are built
-from it:
+over to the commands at the bottom of this file).  This module parses flags and turns a problem
+into one line on stderr and an exit code (2: a flag, a folder or file, a checkpoint, the data or
+CuPy; 3: training diverged); what a run reads and writes apart from its flags is in
+:mod:`minivae.runs`.  The example scripts are built from the two:
 
     run(main)                              main's exit code; an error becomes one line, 2 or 3
     positive_int, non_negative_int, ...    argparse types: a value out of range is refused there
     run_parser(__doc__, out)               a parser with the flags of add_run_arguments:
     add_run_arguments(p, out)              --backend, --data-dir, --offline, --out, --seed
     add_dataset_argument(p)                --dataset
-    add_short_training_arguments(p, D)     --epochs, --subset, --batch-size, --latent-dim, ...
+    add_training_arguments(p, D)           --epochs, --subset, --batch-size, --latent-dim, ...
+    add_estimator_arguments(p)             --estimator, --m, --ciwae-beta
     add_overwrite_argument(p)              --overwrite
+    add_resume_arguments(p, help)          --resume or --overwrite, not both
     parse_flags(p, argv)                   p.parse_args(argv), and which flags were given
-    output_folder(out)                     --out, created and checked writable before any work
-    refuse_to_replace(ckpt, args, hint)    a new run never silently replaces a saved one
     check_resume_flags(args, saved, ckpt)  --resume: a flag given that the checkpoint contradicts
-    backend_and_data(args)                 the backend and the data set the flags name
-    training_subset(ds, n)                 the data set with its first n training images only
-    check_batch_size(b, n, what)           a batch no larger than the data it is drawn from
-    build_vae(args, x_train, backend)      the VAE the flags describe, output bias from x_train
-    short_training_config(args)            the TrainConfig of a short run (lr decays to lr / 10)
-    save_every_epoch(path, model, cfg)     train()'s on_epoch_end: a checkpoint after every epoch
-    train_state(cfg, epochs, history)      the train dict a checkpoint keeps
-    train_config(saved, **changes)         the TrainConfig a checkpoint saved, with changes
-    resumed_config(path, train, **changes) the same from a checkpoint's train dict, or one sentence
-    score_log_likelihood(model, x, k)      L_k's mean, standard error and time, for metrics.json
-    machine()                              the Python, NumPy and processor of this run
-    write_text(path, text)                 a text file, written atomically
-    write_metrics(path, metrics)           JSON, written atomically
-    read_records(path, key)                a JSON list of records; a damaged file is one sentence
-    update_records(path, records, key)     a JSON list of records, updated by key, written again
-    markdown_table(head, rows)             the lines of a markdown table
-    write_figures(make_figures, *args)     the figures, or one line saying why there are none
 
 and the two commands (also installed as the console scripts ``minivae-evaluate`` and
 ``minivae-analysis``):
@@ -47,32 +30,23 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import linecache
 import math
-import platform
 import sys
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .analysis import describe_units, layer_names, unit_statistics
-from .backend import BACKENDS, BackendUnavailable, get_backend
-from .checkpoint import (CheckpointError, load_checkpoint, save_checkpoint, write_atomically)
+from .backend import BACKENDS, BackendUnavailable
+from .checkpoint import CheckpointError, load_checkpoint
 from .data import DataError, binarize_fixed, load_dataset
 from .evaluate import active_units_per_layer, log_likelihood, summarize
 from .layers import ACTIVATIONS
-from .model import VAE
-from .train import NonFiniteLoss, TrainConfig, config_dict
-
-
-class CommandError(ValueError):
-    """A setting, a folder or a file given to a command cannot be used; the message names it and
-    the fix."""
-
+from .objectives import ESTIMATORS
+from .runs import CommandError, check_count
+from .train import NonFiniteLoss
 
 LOAD_ERRORS = (CommandError, CheckpointError, DataError, BackendUnavailable)  # reported in a line
 PACKAGE = Path(__file__).resolve().parent
@@ -255,19 +229,39 @@ def add_dataset_argument(p, default: str | None = "mnist", help_text: str | None
     p.add_argument("--dataset", default=default, choices=["mnist", "fashion-mnist"], help=help_text)
 
 
-def add_short_training_arguments(p, latent_dim: int) -> None:
-    """Add the flags of a short training run (a few epochs of one small VAE): ``--epochs``,
-    ``--subset``, ``--batch-size``, ``--latent-dim`` (default ``latent_dim``), ``--hidden``,
-    ``--activation`` and ``--lr``."""
-    p.add_argument("--epochs", type=positive_int, default=10)
+def add_training_arguments(p, latent_dim: int, epochs: int = 10, hidden=(256,),
+                           lr_help: str = "decays geometrically to lr / 10") -> None:
+    """Add the flags of a training run of one VAE: ``--epochs``, ``--subset``, ``--batch-size``,
+    ``--latent-dim``, ``--hidden`` (the defaults given here), ``--activation`` and ``--lr``."""
+    p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--subset", type=positive_int, default=None,
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--latent-dim", type=positive_int, default=latent_dim)
-    p.add_argument("--hidden", type=positive_int, nargs="+", default=[256],
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=list(hidden),
                    help="hidden layer sizes of the encoder (the decoder mirrors them)")
     p.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="decays geometrically to lr / 10")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help=lr_help)
+
+
+def add_estimator_arguments(p, default: str | None = None, help_text: str | None = None) -> None:
+    """Add the flags of a gradient estimator after IWAE (:data:`minivae.objectives.ESTIMATORS`):
+    ``--estimator`` (default ``default``), and the settings two of them read, ``--m`` and
+    ``--ciwae-beta``."""
+    p.add_argument("--estimator", default=default, choices=list(ESTIMATORS), help=help_text or (
+        "with --objective iwae: the gradient estimator (stl, dreg: the encoder's path only; "
+        "miwae, piwae: --m groups of --k; ciwae: --ciwae-beta)"))
+    p.add_argument("--m", type=positive_int, default=1, help="miwae, piwae: groups of k samples")
+    p.add_argument("--ciwae-beta", type=fraction_01, default=0.5,
+                   help="ciwae: beta ELBO + (1 - beta) IWAE")
+
+
+def add_resume_arguments(p, resume_help: str, what: str = "the run saved there") -> None:
+    """Add ``--resume`` (described by ``resume_help``) and ``--overwrite``
+    (:func:`add_overwrite_argument`), of which a command line may give one."""
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=resume_help)
+    add_overwrite_argument(again, what)
 
 
 def parse_flags(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -286,36 +280,7 @@ def parse_flags(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     return args
 
 
-# ---------------------------------------------------------------- the output folder
-
-def output_folder(out) -> Path:
-    """``--out`` as a folder that exists and can be written to, checked before any work starts:
-    created if missing (with its parents).  A file in its place, or a folder that cannot be made
-    or written to, is a :class:`CommandError`."""
-    out = Path(out)
-    try:
-        if out.exists() and not out.is_dir():
-            raise CommandError(f"--out {out} is a file, not a folder: pass a folder (it is "
-                               "created if missing).")
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):       # the one way to know: write something
-            pass
-    except OSError as err:
-        raise CommandError(f"cannot write to --out {out} ({err.strerror or err}): pass a folder "
-                           "you can write to, or fix its permissions.") from None
-    return out
-
-
-def refuse_to_replace(path, args, resume_hint: str = "pass --resume to continue it") -> None:
-    """Stop a new run that would replace the checkpoint at ``path`` (a finished or a stopped run),
-    unless ``--overwrite`` was given; the sentence says how to continue it (``resume_hint``) or
-    start over."""
-    path = Path(path)
-    if path.exists() and not getattr(args, "overwrite", False):
-        raise CommandError(f"{path} holds a saved run, which a new run would replace: "
-                           f"{resume_hint}, or pass --overwrite (or another --out) to start "
-                           "a new one.")
-
+# ---------------------------------------------------------------- --resume: flags a checkpoint fixes
 
 def _flag_value(value) -> str:
     if isinstance(value, (list, tuple)):
@@ -344,185 +309,6 @@ def check_resume_flags(args, saved: dict, path) -> None:
                 f"Drop {flag}, or start a new run with --overwrite or another --out.")
 
 
-# ---------------------------------------------------------------- what the flags name
-
-def backend_and_data(args, dataset: str | None = None):
-    """``(backend, dataset)`` from ``--backend``, ``--seed``, ``--dataset`` (or ``dataset``),
-    ``--data-dir`` and ``--offline``.  Raises BackendUnavailable or DataError."""
-    be = get_backend(args.backend, args.seed)
-    return be, load_dataset(dataset or args.dataset, args.data_dir, args.offline)
-
-
-def training_subset(ds, n: int | None):
-    """``ds`` with its first ``n`` training images and labels only (``--subset``); all of them
-    when n is None or 0.  More than the data set has is a :class:`CommandError`."""
-    if not n:
-        return ds
-    if n > ds.x_train.shape[0]:
-        raise CommandError(f"--subset {n} is more than the {ds.x_train.shape[0]} training images "
-                           f"of {ds.name}: pass at most {ds.x_train.shape[0]}, or leave --subset "
-                           "out to use them all.")
-    return replace(ds, x_train=ds.x_train[:n], y_train=ds.y_train[:n])
-
-
-def check_batch_size(batch_size: int, n: int, what: str = "training images") -> None:
-    """A batch of ``batch_size`` rows must fit in the ``n`` ``what`` it is drawn from."""
-    if batch_size > n:
-        raise CommandError(f"--batch-size {batch_size} is larger than the {n} {what}: pass "
-                           f"--batch-size of at most {n} (or a larger --subset).")
-
-
-def build_vae(args, x_train, backend, likelihood: str = "bernoulli", sigma: float = 1.0):
-    """The VAE of ``--latent-dim``, ``--hidden`` (the decoder mirrors the encoder),
-    ``--activation`` (tanh for a script without it) and ``--seed`` on ``backend``.
-
-    Its output bias starts at the mean training image (Burda et al.: a Bernoulli decoder's logits
-    at the logit of the mean pixel), so training does not spend its first steps learning it.
-    """
-    hidden = list(args.hidden)
-    model = VAE(x_dim=x_train.shape[1], latent_dim=args.latent_dim, encoder_hidden=hidden,
-                decoder_hidden=hidden[::-1], activation=getattr(args, "activation", "tanh"),
-                likelihood=likelihood, sigma=sigma, seed=args.seed, backend=backend)
-    model.init_output_bias(x_train.mean(axis=0))
-    return model
-
-
-def short_training_config(args, **changes) -> TrainConfig:
-    """The TrainConfig of :func:`add_short_training_arguments`' flags: Adam at ``--lr`` decaying
-    geometrically to lr / 10 over ``--epochs``, on ``--dataset``; ``changes`` set other fields."""
-    return TrainConfig(**{"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                          "schedule": "exp", "lr_end": args.lr / 10, "seed": args.seed,
-                          "dataset": args.dataset, **changes})
-
-
-# ---------------------------------------------------------------- a run's checkpoint
-
-def save_every_epoch(path, model, cfg, **more):
-    """An ``on_epoch_end`` for :func:`~minivae.train.train` that saves the run to ``path`` after
-    every epoch, atomically: the model, the optimizer and the train dict of
-    :func:`train_state` (with ``more`` in it), from which ``--resume`` carries on.  A failed write
-    (a full disk) leaves the previous checkpoint and raises an OSError that names ``path``."""
-    def save(epoch, history, optimizer):
-        try:
-            save_checkpoint(path, model, optimizer, train_state(cfg, epoch + 1, history, **more))
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, str(path)) from None
-    return save
-
-
-def train_state(cfg, epochs: int, history: list, **more) -> dict:
-    """A checkpoint's train dict: the configuration, the epochs done and their history, the data
-    set and whether it was binarised (what a command needs to score the model), and ``more``."""
-    return {"config": config_dict(cfg), "epoch": epochs, "history": history,
-            "dataset": cfg.dataset, "binarize": cfg.binarize, **more}
-
-
-def train_config(saved: dict, **changes) -> TrainConfig:
-    """The TrainConfig a checkpoint saved (its train dict's ``"config"``), with ``changes``.
-
-    An ``"extra"`` entry (the bookkeeping of the Table 1 runs in checkpoints/*.npz, which
-    examples/iwae_vs_vae.py reads for itself) is not a training setting and is left out.
-    """
-    return TrainConfig(**{**{k: v for k, v in saved.items() if k != "extra"}, **changes})
-
-
-def resumed_config(path, train: dict, **changes) -> TrainConfig:
-    """:func:`train_config` of the train dict a checkpoint at ``path`` holds; a checkpoint without
-    a usable training configuration is a :class:`~minivae.checkpoint.CheckpointError`."""
-    saved = train.get("config") if isinstance(train, dict) else None
-    try:
-        if not isinstance(saved, dict):
-            raise TypeError("it has none")
-        return train_config(saved, **changes)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} holds no training configuration that can be resumed "
-                              f"({err}): resume from a checkpoint written by a training run, or "
-                              "start a new run with --overwrite or another --out.") from None
-
-
-# ---------------------------------------------------------------- what a run writes
-
-def score_log_likelihood(model, x, k: int) -> dict:
-    """L_k on x (binarised already) with the ``"log_likelihood"`` stream: the test NLL in nats,
-    its standard error, k, the number of images and the seconds it took."""
-    t0 = time.perf_counter()
-    s = summarize(log_likelihood(model, x, k, model.backend.generator("log_likelihood")))
-    return {"test_nll": s["nll"], "test_nll_se": s["nll_se"], "eval_k": k, "eval_images": s["n"],
-            "eval_seconds": time.perf_counter() - t0}
-
-
-def machine() -> dict:
-    """What ran: the Python and NumPy versions and the processor."""
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "processor": platform.processor() or platform.machine()}
-
-
-def write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` (UTF-8) atomically, as checkpoints are written
-    (:func:`minivae.checkpoint.write_atomically`); a failed write (a full disk, a file-size limit)
-    leaves the old file and raises an OSError that names ``path``."""
-    try:
-        return write_atomically(path, lambda f: f.write(text), binary=False)
-    except OSError as err:
-        raise OSError(err.errno, err.strerror, str(path)) from None
-
-
-def write_metrics(path, metrics) -> Path:
-    """Write ``metrics`` to ``path`` as indented JSON, atomically (:func:`write_text`); a value
-    that is not JSON raises before any file is touched."""
-    return write_text(path, json.dumps(metrics, indent=1))
-
-
-def read_records(path, key: str) -> list:
-    """The JSON list of dicts at ``path``, each with a string ``record[key]`` (none if there is
-    no file).  A damaged file (truncated, not JSON, not such a list) is a :class:`CommandError`
-    that names it and says to move it away; it is never read as empty and written over."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        records = json.loads(path.read_bytes())
-    except ValueError as err:                         # JSONDecodeError, UnicodeDecodeError
-        problem = f"it is not valid JSON ({err})"
-    else:
-        if isinstance(records, list) and all(isinstance(r, dict) and isinstance(r.get(key), str)
-                                             for r in records):
-            return records
-        problem = f"it is not a JSON list of records, each with a {key!r} name"
-    raise CommandError(f"{path} is damaged: {problem}. Move it away (mv {path} {path}.bad) and "
-                       "run again to start a new one.")
-
-
-def update_records(path, records, key: str) -> list:
-    """The JSON list of dicts at ``path`` (:func:`read_records`) with ``records`` in it: a record
-    replaces the one with the same ``record[key]`` in its place, or is appended; written back
-    atomically (:func:`write_metrics`), so runs of a script add up to one table.  Returns the list."""
-    merged = {r[key]: r for r in read_records(path, key)}
-    merged.update({r[key]: r for r in records})
-    write_metrics(path, list(merged.values()))
-    return list(merged.values())
-
-
-def markdown_table(head, rows) -> list:
-    """The lines of a markdown table: the header ``head``, its rule, and a line per row, each
-    cell written with ``str``."""
-    return (["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
-            + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
-
-
-def write_figures(make_figures, *args) -> list:
-    """Call ``make_figures(*args)``, which returns the paths it wrote, and print their names.
-    Without matplotlib, say so in one line and carry on: the figures are optional, the numbers
-    printed and saved before them are not."""
-    try:
-        written = make_figures(*args)
-    except ImportError:
-        print("figures skipped: matplotlib is not installed (pip install 'minivae[plot]')")
-        return []
-    print("figures: " + ", ".join(Path(p).name for p in written))
-    return written
-
-
 # ---------------------------------------------------------------- a checkpoint and its test set
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -547,9 +333,7 @@ def load_model_and_test_set(args):
     """
     model, _, train = load_checkpoint(args.checkpoint, args.backend, with_optimizer=False)
     ds = load_dataset(args.dataset or train.get("dataset", "mnist"), args.data_dir, args.offline)
-    if args.n is not None and args.n > ds.x_test.shape[0]:
-        raise CommandError(f"--n {args.n} is more than the {ds.x_test.shape[0]} test images of "
-                           f"{ds.name}: pass at most {ds.x_test.shape[0]}, or leave --n out.")
+    check_count(args.n, ds.x_test.shape[0], "--n", f"test images of {ds.name}")
     x_test = ds.x_test[: args.n]
     if train.get("binarize", True):
         x_test = binarize_fixed(x_test, args.seed)

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from minivae import commands
+from minivae import commands, runs
 from minivae.checkpoint import save_checkpoint
-from minivae.commands import CommandError, raised_by_minivae, run, train_state
+from minivae.commands import raised_by_minivae, run
+from minivae.runs import CommandError, train_state
 from minivae.data import load_dataset
 from minivae.train import TrainConfig
 from minivae.two_layer import TwoLayerVAE
@@ -60,8 +61,8 @@ def cached_load_dataset(name="mnist", data_dir=None, offline=False, mirrors=None
 
 @pytest.fixture(autouse=True)
 def data_loaded_once(monkeypatch):
-    monkeypatch.setattr(commands, "load_dataset", cached_load_dataset)
-    monkeypatch.setattr(example("latent_arithmetic"), "load_dataset", cached_load_dataset)
+    monkeypatch.setattr(runs, "load_dataset", cached_load_dataset)         # the examples' data
+    monkeypatch.setattr(commands, "load_dataset", cached_load_dataset)     # the commands'
 
 
 def data_args():
