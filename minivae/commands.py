@@ -29,15 +29,18 @@ and the two commands (also installed as the console scripts ``minivae-evaluate``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import linecache
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .analysis import describe_units, layer_names, unit_statistics
 from .backend import BACKENDS, BackendUnavailable
 from .checkpoint import CheckpointError, load_checkpoint
@@ -62,7 +65,18 @@ def run(main, argv=None) -> int:
         exit 3   the training loss stopped being finite (:class:`~minivae.train.NonFiniteLoss`)
 
     Anything else, a ValueError from deep inside NumPy included, is a bug and is raised.
+
+    Under MPI (``mpiexec -n N python -m mpi4py examples/...``) only rank 0 prints: the other
+    ranks' standard output is discarded.  An error on any rank is printed with its rank and ends
+    every rank (:func:`minivae.distributed.abort_on_error`), so no rank waits forever for it.
     """
+    with contextlib.ExitStack() as stack:
+        if not distributed.is_root():
+            stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))
+        return _run(main, argv)
+
+
+def _run(main, argv) -> int:
     try:
         return main(argv)
     except NonFiniteLoss as err:
@@ -78,7 +92,8 @@ def run(main, argv=None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {distributed.rank_label()}{message}", file=sys.stderr)
+    distributed.abort_on_error(code)                 # under MPI: every rank ends here, now
     return code
 
 
@@ -351,6 +366,9 @@ def evaluate_main(argv=None) -> int:
                    help="importance samples per image (default 5000)")
     p.add_argument("--max-rows", type=positive_int, default=8192,
                    help="latent samples decoded at once")
+    p.add_argument("--block-size", type=positive_int, default=None,
+                   help="draw each block of this many images from its own stream, as a run over "
+                        "MPI does (default there 100): one process then gives the MPI run's number")
     args = p.parse_args(argv)
     return run(lambda _: _evaluate(args))
 
@@ -358,8 +376,8 @@ def evaluate_main(argv=None) -> int:
 def _evaluate(args) -> int:
     model, name, x_test = load_model_and_test_set(args)
     t0 = time.perf_counter()
-    ll = log_likelihood(model, x_test, args.k, model.backend.generator("log_likelihood", args.seed),
-                        max_rows=args.max_rows)
+    ll = log_likelihood(model, x_test, args.k, key=(args.seed,), max_rows=args.max_rows,
+                        block_size=args.block_size)
     seconds = time.perf_counter() - t0
     active = active_units_per_layer(model, x_test)
     s = summarize(ll)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .backend import get_backend
 from .checkpoint import (CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint,
                          write_atomically)
@@ -105,6 +106,8 @@ def backend_and_data(args, dataset: str | None = None, subset: int | None = None
     ``--data-dir`` and ``--offline``; with ``subset`` (``--subset``), the data set has its first
     ``subset`` training images only (:func:`training_subset`).  Raises BackendUnavailable,
     DataError or a :class:`CommandError`."""
+    if args.backend == "cupy":
+        distributed.select_gpu()                 # under MPI: this rank's own GPU, before any array
     be = get_backend(args.backend, args.seed)
     return be, training_subset(load_dataset(dataset or args.dataset, args.data_dir, args.offline),
                                subset)
@@ -235,7 +238,7 @@ def score_log_likelihood(model, x, k: int) -> dict:
     """L_k on x (binarised already) with the ``"log_likelihood"`` stream: the test NLL in nats,
     its standard error, k, the number of images and the seconds it took."""
     t0 = time.perf_counter()
-    s = summarize(log_likelihood(model, x, k, model.backend.generator("log_likelihood")))
+    s = summarize(log_likelihood(model, x, k))           # under MPI: every rank, images shared
     return {"test_nll": s["nll"], "test_nll_se": s["nll_se"], "eval_k": k, "eval_images": s["n"],
             "eval_seconds": time.perf_counter() - t0}
 
@@ -250,7 +253,9 @@ def machine() -> dict:
 def write_text(path, text: str) -> Path:
     """Write ``text`` to ``path`` (UTF-8) atomically, as checkpoints are written
     (:func:`minivae.checkpoint.write_atomically`); a failed write (a full disk, a file-size limit)
-    leaves the old file and raises an OSError that names ``path``."""
+    leaves the old file and raises an OSError that names ``path``.  Under MPI only rank 0 writes."""
+    if not distributed.is_root():
+        return Path(path)
     try:
         return write_atomically(path, lambda f: f.write(text), binary=False)
     except OSError as err:
@@ -303,7 +308,9 @@ def markdown_table(head, rows) -> list:
 def write_figures(make_figures, *args) -> list:
     """Call ``make_figures(*args)``, which returns the paths it wrote, and print their names.
     Without matplotlib, say so in one line and carry on: the figures are optional, the numbers
-    printed and saved before them are not."""
+    printed and saved before them are not.  Under MPI only rank 0 draws them."""
+    if not distributed.is_root():
+        return []
     try:
         written = make_figures(*args)
     except ImportError:

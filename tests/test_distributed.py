@@ -240,3 +240,44 @@ def test_the_scaling_model_crosses_over_where_the_formula_says():
     for step, bandwidth in ((0.0243, 10e9 / 8), (0.0243, 100e9 / 8), (0.4, 10e9 / 8)):
         assert crossover(step, S, bandwidth) == int(np.ceil(1 + step * bandwidth / (2 * S)))
         assert crossover(step, S, bandwidth, latency=5e-6) <= crossover(step, S, bandwidth)
+
+
+# ---------------------------------------------------------------- the commands under MPI
+
+def _checkpoint(tmp_path):
+    """A small trained-looking VAE on 784 pixels, saved: what a command scores."""
+    from minivae import VAE
+    from minivae.checkpoint import save_checkpoint
+    model = VAE(latent_dim=4, encoder_hidden=(16,), decoder_hidden=(16,), seed=3)
+    path = tmp_path / "small.npz"
+    save_checkpoint(path, model, None, {"dataset": "mnist", "binarize": True})
+    return path
+
+
+@needs_mpi
+def test_the_evaluate_command_over_two_ranks_prints_one_process_number(tmp_path):
+    """``mpiexec -n 2 python -m mpi4py -m minivae.evaluate CKPT`` prints once, and the number one
+    process prints with --block-size (the blocks a run over MPI draws from)."""
+    from tests.realdata import data_root
+    root = data_root()
+    if root is None:
+        pytest.skip("real MNIST not found: set MINIVAE_DATA to a folder holding mnist/")
+    ckpt, flags = _checkpoint(tmp_path), ["--k", "3", "--data-dir", str(root / "mnist"), "--offline"]
+    code, out, _ = mpiexec("-m", "mpi4py", "-m", "minivae.evaluate", ckpt, *flags)
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if "NLL =" in line]
+    assert len(lines) == 1, out                                   # rank 0 alone prints
+    one = subprocess.run([sys.executable, "-m", "minivae.evaluate", str(ckpt), *flags,
+                          "--block-size", str(BLOCK_SIZE)], cwd=REPO, capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr
+    number = lambda line: line.split("NLL =")[1].split("nats")[0]          # noqa: E731
+    assert number(lines[0]) == number(one.stdout)
+
+
+@needs_mpi
+def test_a_bad_argument_under_mpi_is_one_line_per_rank_and_ends_the_job(tmp_path):
+    code, out, seconds = mpiexec("-m", "mpi4py", "-m", "minivae.evaluate", tmp_path / "none.npz",
+                                 timeout=60)
+    assert code != 0 and seconds < 60
+    assert "error: rank 0 of 2: No checkpoint at" in out or "error: rank 1 of 2: No checkpoint at" in out
