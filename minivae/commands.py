@@ -44,7 +44,7 @@ from . import distributed
 from .analysis import describe_units, layer_names, unit_statistics
 from .backend import BACKENDS, BackendUnavailable
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import DataError, binarize_fixed, load_dataset
+from .data import DATASETS, DataError, binarize_fixed, load_dataset
 from .evaluate import active_units_per_layer, log_likelihood, summarize
 from .layers import ACTIVATIONS
 from .objectives import ESTIMATORS
@@ -241,7 +241,7 @@ def add_overwrite_argument(p, what: str = "the run saved there") -> None:
 def add_dataset_argument(p, default: str | None = "mnist", help_text: str | None = None) -> None:
     """Add ``--dataset`` (default ``default``), for an example that trains on a data set of its
     user's choice."""
-    p.add_argument("--dataset", default=default, choices=["mnist", "fashion-mnist"], help=help_text)
+    p.add_argument("--dataset", default=default, choices=list(DATASETS), help=help_text)
 
 
 def add_training_arguments(p, latent_dim: int, epochs: int = 10, hidden=(256,),
@@ -331,7 +331,7 @@ def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--n", type=positive_int, default=None, help="use the first N test images only")
     p.add_argument("--backend", default="numpy", choices=BACKENDS)
-    p.add_argument("--dataset", default=None, choices=["mnist", "fashion-mnist"],
+    p.add_argument("--dataset", default=None, choices=list(DATASETS),
                    help="default: the checkpoint's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--offline", action="store_true")
