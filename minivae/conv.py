@@ -131,10 +131,27 @@ def conv2d_transpose(dy, W, s: int, p: int, hw):
 
     dX[c, i, j, n, h, w] = sum_o W[o, c, i, j] dy[n, o, h, w]   one tensordot over o,
     then col2im onto the image:  <conv2d(x, W), dy> = <x, conv2d_transpose(dy, W)>.
+    At stride 1 with fewer output than twice the input channels, the same sums are taken as a
+    convolution of dy with the flipped kernel (:func:`flipped`), which needs no col2im.
     """
     xp = array_module(dy, W)
+    c_out, c_in, kh, kw = W.shape
+    if s == 1 and kh == kw and p <= kh - 1 and c_out <= 2 * c_in and tuple(hw) == (
+            dy.shape[2] + kh - 1 - 2 * p, dy.shape[3] + kw - 1 - 2 * p):
+        return conv2d(dy, flipped(W), 1, kh - 1 - p)            # the same sums, no col2im
     cols = xp.tensordot(W, dy, axes=([0], [1]))                  # (C_in, kh, kw, N, H_out, W_out)
     return _col2im(cols, hw, s, p)
+
+
+def flipped(W):
+    r"""W (C_out, C_in, kh, kw) -> W' (C_in, C_out, kh, kw), W'[c, o, i, j] = W[o, c, kh-1-i, kw-1-j].
+
+    For stride 1 the transposed convolution is a convolution: dx = conv2d(dy, W', 1, k - 1 - p)
+    (every output pixel of dx gathers dy over the kernel turned by 180 degrees), which
+    :func:`conv2d_transpose` uses when it reads less memory than col2im (C_out <= 2 C_in, square
+    kernel, p <= k - 1).  The tests run both forms against a nested-loop reference."""
+    xp = array_module(W)
+    return xp.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
 def conv2d_weight_grad(x, dy, kernel, s: int, p: int):

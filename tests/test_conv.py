@@ -8,7 +8,8 @@ from hypothesis import example, given, settings, strategies as st
 from minivae.backend import array_module, get_backend, to_host
 from minivae.checks import InvalidInput
 from minivae.conv import (Bias, Conv2d, ConvTranspose2d, Flatten, Reshape, ResidualBlock,
-                          Sequential, Unflatten, conv_output_size, conv_transpose_output_size)
+                          Sequential, Unflatten, conv2d_transpose, conv_output_size,
+                          conv_transpose_output_size)
 from minivae.layers import Dense
 from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, central_differences,
@@ -400,3 +401,21 @@ def test_bad_inputs_are_one_clear_sentence(call, message):
     with pytest.raises(InvalidInput, match=message) as err:
         call()
     assert "\n" not in str(err.value) and str(err.value).endswith(".")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("c_out,c_in,kernel,padding", [
+    (2, 2, 3, 1), (4, 2, 3, 0), (3, 1, 3, 1),          # flipped convolution, then col2im (c_out > 2 c_in)
+    (1, 3, 5, 2), (2, 1, 1, 0), (2, 2, 3, 3)])         # ... and col2im again: padding beyond k - 1
+def test_both_forms_of_the_stride_1_transposed_convolution_match_the_scatter_loop(
+        backend, c_out, c_in, kernel, padding):
+    """conv2d_transpose at stride 1 sums by a convolution with the flipped kernel where that reads
+    less memory, else by col2im: both against the pixelwise loop."""
+    rng = np.random.default_rng(c_out + 3 * c_in + 7 * kernel + padding)
+    be = get_backend(backend)
+    W = rng.standard_normal((c_out, c_in, kernel, kernel))
+    dy = rng.standard_normal((2, c_out, 4, 5))
+    hw = (4 + kernel - 1 - 2 * padding, 5 + kernel - 1 - 2 * padding)
+    dx = conv2d_transpose(be.asarray(dy, np.float64), be.asarray(W, np.float64), 1, padding, hw)
+    expected = conv_transpose_loop(dy, W, np.zeros(c_in), 1, padding, 0)
+    np.testing.assert_allclose(to_host(dx), expected, rtol=1e-12, atol=1e-12)
