@@ -21,6 +21,7 @@ import numpy as np
 
 from .backend import array_module
 from .checks import InvalidInput, check_choice, check_sizes
+from .parallel import for_rows
 
 
 # ---------------------------------------------------------------- dense layer
@@ -114,21 +115,32 @@ class LeakyReLU:
 
 
 class Tanh:
-    r"""y = tanh(x);   dx = dy * (1 - y^2)   (keeps y: tanh' is a function of the output)."""
+    r"""y = tanh(x);   dx = dy * (1 - y^2)   (keeps y: tanh' is a function of the output).
+
+    Both run on row blocks over :func:`minivae.parallel.for_rows` (the same arithmetic per element).
+    """
     params: dict = {}
 
     def forward(self, x):
         xp = array_module(x)
-        y = xp.tanh(x)
+        y = xp.empty_like(x)
+        for_rows(xp.tanh, (x, y))                    # y = tanh(x), in blocks of rows
         return y, y
 
     def backward(self, dy, cache):
         y = cache
+        shape = y.shape if dy.shape == y.shape else np.broadcast_shapes(y.shape, dy.shape)
+        dx = array_module(y).empty(shape, np.result_type(y.dtype, dy.dtype))
+        for_rows(self._backward_rows, (dx,), (y, dy))
+        return dx, {}
+
+    @staticmethod
+    def _backward_rows(dx, y, dy):
+        """dx = dy (1 - y^2), one temporary: dx itself."""
         xp = array_module(y)
-        dx = y * y                                   # one temporary, updated in place
+        xp.multiply(y, y, out=dx)
         xp.subtract(1, dx, out=dx)
         dx *= dy
-        return dx, {}
 
 
 def sigmoid(x):
