@@ -312,8 +312,8 @@ def markdown(res: dict) -> str:
                      f" and {two['loglik']['images_per_s'] / one1['loglik']['images_per_s']:.2f}x"
                      if two["loglik"] and one2["loglik"] and one1["loglik"] else "") + ".",
                   "",
-                  f"Communication per step: {t['bytes_per_step']:,} bytes reduced (the "
-                  f"{t['n_params']:,} float32 gradients, one buffer); "
+                  f"Communication per step: {int(t['bytes_per_step']):,} bytes reduced (the "
+                  f"{int(t['n_params']):,} float32 gradients, one buffer); "
                   f"{_f(t['allreduce_ms_per_step'])} ms a step in allreduce_grads "
                   f"({100 * t['allreduce_ms_per_step'] / t['step_ms']:.1f} % of the step; it "
                   f"includes waiting for the slower rank), of which a bare Allreduce of the same "
@@ -335,7 +335,7 @@ def markdown(res: dict) -> str:
                   "| model | parameters | T_1, ms | network | ring Allreduce at large N, ms "
                   "| N (a = 0) | N (with a) |", "|---|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r['model']} | {r['n_params']:,} | {_f(r['step_ms'])} | "
+            lines.append(f"| {r['model']} | {int(r['n_params']):,} | {_f(r['step_ms'])} | "
                          f"{r['network']} | {_f(r['ring_ms_large_n'])} | {r['ranks']} | "
                          f"{r['ranks_with_latency']} |")
         lines += ["", f"The batch bounds N first: at the paper's batch of {BATCH} a rank needs at "
