@@ -47,6 +47,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import DATASETS, DataError, binarize_fixed, load_dataset
 from .evaluate import active_units_per_layer, log_likelihood, summarize
 from .layers import ACTIVATIONS
+from .likelihoods import bits_per_dim
 from .objectives import ESTIMATORS
 from .runs import CommandError, check_count
 from .train import NonFiniteLoss
@@ -381,8 +382,10 @@ def _evaluate(args) -> int:
     seconds = time.perf_counter() - t0
     active = active_units_per_layer(model, x_test)
     s = summarize(ll)
-    print(f"{name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats "
-          f"(standard error), active units {'+'.join(map(str, active))}, {seconds:.1f} s "
+    bpd = (f" = {bits_per_dim(s['nll'], model.x_dim):.3f} bits/dim"      # 8-bit pixels' unit
+           if model.likelihood.name == "discretized_logistic" else "")
+    print(f"{name} test, {s['n']} images, k={args.k}: NLL = {s['nll']:.2f} ± {s['nll_se']:.2f} nats"
+          f"{bpd} (standard error), active units {'+'.join(map(str, active))}, {seconds:.1f} s "
           f"on {model.backend.name}")
     return 0
 

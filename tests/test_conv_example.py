@@ -59,6 +59,11 @@ def test_fashion_mnist_trains_the_discretised_logistic_in_bits_per_dim(tmp_path)
     assert m["model"]["likelihood"] == "discretized_logistic"
     assert m["test_bits_per_dim"] == pytest.approx(m["test_nll"] / (784 * np.log(2)))
     assert "bits/dim" in r.stdout
+    ev = subprocess.run([sys.executable, "-m", "minivae.evaluate", str(out / "checkpoint.npz"),
+                         "--k", "2", "--n", "50", "--data-dir", str(data_root() / "fashion-mnist"),
+                         "--offline"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert ev.returncode == 0, ev.stderr
+    assert "50 images, k=2: NLL =" in ev.stdout and "bits/dim" in ev.stdout
 
 
 def test_a_dense_checkpoint_is_not_resumed_as_a_conv_vae(tmp_path):
