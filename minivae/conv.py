@@ -1,5 +1,6 @@
 r"""Convolutions with hand-written backward: Conv2d, ConvTranspose2d, ResidualBlock, and the
-Reshape / Bias layers and Sequential network that join them to Dense layers and flat data.
+Reshape / Bias layers that join them to Dense layers and flat data in a
+:class:`minivae.layers.Sequential` network.
 
 Axis legend: N images, C channels (C_in in, C_out out), H, W image height and width (H_out, W_out
 after a layer), kh, kw kernel height and width, K importance samples, B batch, F flat features.
@@ -499,48 +500,3 @@ class ResidualBlock:
             return None, grads
         dx, _ = self.act.backward(da0, c_a0)
         return dx + dx_skip, grads
-
-
-# ---------------------------------------------------------------- Sequential
-
-class Sequential:
-    r"""y = f_L(... f_1(x)) for a list of layers, with :class:`minivae.layers.MLP`'s interface.
-
-    Parameters are named ``"<i>.<name>"`` for layer i: ``"0.W"``, ``"2.conv1.W"``; ``self.params``
-    holds the very arrays the layers use, so an optimizer updating it in place updates the layers.
-
-    forward(x)  -> (y, caches),  caches[i] the cache of layer i
-    backward(dy, caches, need_dx=True) -> (dx, grads): the layer backwards in reverse order,
-        dy_{i-1} = backward_i(dy_i, cache_i).  need_dx=False (an input that is data) stops at the
-        first layer with parameters, which skips its dx, and returns dx = None.
-
-    An encoder  x (B, C H W) -> Unflatten -> convolutions -> Flatten -> Dense -> (B, 2D);
-    a decoder   z (K, B, D) -> Dense -> Unflatten -> up-blocks -> Flatten -> Bias -> (K, B, O):
-    every layer keeps the leading axes, so nothing here needs to know them.
-    """
-
-    def __init__(self, layers):
-        self.layers = list(layers)
-        self.params = {f"{i}.{p}": v for i, layer in enumerate(self.layers)
-                       for p, v in layer.params.items()}
-        self._first_with_params = next(
-            (i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-
-    def forward(self, x):
-        caches = []
-        for layer in self.layers:
-            x, cache = layer.forward(x)
-            caches.append(cache)
-        return x, caches
-
-    def backward(self, dy, caches, need_dx: bool = True):
-        grads = {}
-        stop = 0 if need_dx else self._first_with_params
-        for i in range(len(self.layers) - 1, stop - 1, -1):
-            layer = self.layers[i]
-            if layer.params:
-                dy, g = layer.backward(dy, caches[i], need_dx=need_dx or i > stop)
-                grads.update({f"{i}.{p}": v for p, v in g.items()})
-            else:
-                dy, _ = layer.backward(dy, caches[i])
-        return (dy if need_dx else None), grads

@@ -25,14 +25,14 @@ import numpy as np
 
 from .backend import Backend
 from .checks import InvalidInput, check_int, check_sizes
-from .conv import Bias, Conv2d, Flatten, ResidualBlock, Sequential, Unflatten
-from .layers import Dense, make_activation
+from .conv import Bias, Conv2d, Flatten, ResidualBlock, Unflatten
+from .layers import Dense, Sequential, make_activation
 from .model import VAE
 
 
 def conv_networks(image_shape, latent_dim: int, channels, n_outputs: int, activation: str,
                   rng: np.random.Generator, dtype, xp):
-    r"""(encoder, decoder): the two :class:`~minivae.conv.Sequential` networks drawn above.
+    r"""(encoder, decoder): the two :class:`~minivae.layers.Sequential` networks drawn above.
 
     image_shape (C, H, W); H and W must be divisible by 2^(L-1) for L = len(channels), so that
     the decoder's "up" blocks come back to exactly (H, W); n_outputs = O, a multiple of H W.

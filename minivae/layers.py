@@ -231,16 +231,60 @@ def make_activation(name: str):
     return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]()
 
 
-# ---------------------------------------------------------------- MLP
+# ---------------------------------------------------------------- Sequential, MLP
 
-class MLP:
-    r"""Dense -> act -> Dense -> act -> ... -> Dense (-> out_activation).
+class Sequential:
+    r"""y = f_L(... f_1(x)) for a list of layers (dense, activations, convolutions, reshapes).
+
+    Parameters are named ``"<name>.<param>"`` with ``names[i]`` the name of layer i (default
+    ``str(i)``): ``"0.W"``, ``"2.conv1.W"``; ``self.params`` holds the very arrays the layers
+    use, so an optimizer updating it in place updates the layers.
+
+    forward(x)  -> (y, caches),  caches[i] the cache of layer i
+    backward(dy, caches, need_dx=True) -> (dx, grads): the layer backwards in reverse order,
+        dy_{i-1} = backward_i(dy_i, cache_i).  need_dx=False (an input that is data) stops at the
+        first layer with parameters, which skips its dx, and returns dx = None.
+
+    Every layer keeps the leading axes, so a decoder applied to z (K, B, D) returns (K, B, O)
+    without knowing K: an MLP, or the convolutional networks of :mod:`minivae.conv_vae`.
+    """
+
+    def __init__(self, layers, names=None):
+        self.layers = list(layers)
+        self.names = list(names) if names is not None else [str(i) for i in range(len(self.layers))]
+        self.params = {f"{name}.{p}": v for name, layer in zip(self.names, self.layers)
+                       for p, v in layer.params.items()}
+        self._first_with_params = next(
+            (i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
+
+    def forward(self, x):
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dy, caches, need_dx: bool = True):
+        grads = {}
+        stop = 0 if need_dx else self._first_with_params
+        for i in range(len(self.layers) - 1, stop - 1, -1):
+            layer = self.layers[i]
+            if layer.params:
+                dy, g = layer.backward(dy, caches[i], need_dx=need_dx or i > stop)
+                grads.update({f"{self.names[i]}.{p}": v for p, v in g.items()})
+            else:
+                dy, _ = layer.backward(dy, caches[i])
+        return (dy if need_dx else None), grads
+
+
+class MLP(Sequential):
+    r"""Dense -> act -> Dense -> act -> ... -> Dense (-> out_activation), a :class:`Sequential`.
 
     ``sizes = (I, H1, ..., O)`` gives len(sizes) - 1 dense layers; ``activation``
     follows every dense layer except the last, ``out_activation`` follows the last.
 
-    Parameters are named ``"<i>.W"`` and ``"<i>.b"`` for the i-th dense layer and
-    live in ``self.params`` (the very arrays the layers use, so an optimizer that
+    Parameters are named ``"<i>.W"`` and ``"<i>.b"`` for the i-th dense layer (activations are
+    not counted) and live in ``self.params`` (the very arrays the layers use, so an optimizer that
     updates ``params`` in place updates the layers).
 
     forward(x)  -> (y, caches):  y = f_L(... f_1(x)), caches = [cache_1, ..., cache_L]
@@ -258,33 +302,13 @@ class MLP:
         check_choice("out_activation", out_activation, ACTIVATIONS)
         rng = np.random.default_rng(0) if rng is None else rng
         self.sizes = tuple(sizes)
-        self.layers, self.names = [], []
-        self.params = {}
+        layers, names = [], []
         n_dense = len(self.sizes) - 1
         for i in range(n_dense):
-            dense = Dense(self.sizes[i], self.sizes[i + 1], rng, dtype, xp)
-            self.layers.append(dense)
-            self.names.append(str(i))
-            for p, v in dense.params.items():
-                self.params[f"{i}.{p}"] = v
+            layers.append(Dense(self.sizes[i], self.sizes[i + 1], rng, dtype, xp))
+            names.append(str(i))
             act = activation if i < n_dense - 1 else out_activation
             if act != "identity":
-                self.layers.append(make_activation(act))
-                self.names.append(None)
-
-    def forward(self, x):
-        caches = []
-        for layer in self.layers:
-            x, cache = layer.forward(x)
-            caches.append(cache)
-        return x, caches
-
-    def backward(self, dy, caches, need_dx: bool = True):
-        """``need_dx=False``: the first layer (always a Dense) skips dx, for an input that is data."""
-        grads = {}
-        for i in range(len(self.layers) - 1, 0, -1):
-            dy, g = self.layers[i].backward(dy, caches[i])
-            grads.update({f"{self.names[i]}.{p}": v for p, v in g.items()})
-        dy, g = self.layers[0].backward(dy, caches[0], need_dx=need_dx)
-        grads.update({f"{self.names[0]}.{p}": v for p, v in g.items()})
-        return dy, grads
+                layers.append(make_activation(act))
+                names.append(f"{i}.{act}")                      # no parameters: never in a name
+        super().__init__(layers, names)

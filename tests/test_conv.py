@@ -8,9 +8,9 @@ from hypothesis import example, given, settings, strategies as st
 from minivae.backend import array_module, get_backend, to_host
 from minivae.checks import InvalidInput
 from minivae.conv import (Bias, Conv2d, ConvTranspose2d, Flatten, Reshape, ResidualBlock,
-                          Sequential, Unflatten, conv2d_transpose, conv_output_size,
+                          Unflatten, conv2d_transpose, conv_output_size,
                           conv_transpose_output_size)
-from minivae.layers import Dense
+from minivae.layers import Dense, Sequential
 from tests.backends import BACKENDS
 from tests.gradcheck import (assert_grads_close, assert_unmodified, central_differences,
                              numeric_grads, scalar, snapshot)
