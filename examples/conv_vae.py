@@ -51,7 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=positive_int, default=32)
     p.add_argument("--channels", type=positive_int, nargs="+", default=[32, 64, 64],
                    help="channels of each resolution; each stage after the first halves the image")
-    p.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
+    p.add_argument("--activation", default="elu", choices=list(ACTIVATIONS),
+                   help="elu: with relu the latent code collapsed (see minivae/conv_vae.py)")
     p.add_argument("--likelihood", choices=["bernoulli", "discretized_logistic"],
                    help="default: bernoulli (binarised) for mnist, discretized_logistic otherwise")
     p.add_argument("--objective", default="elbo", choices=["elbo", "mc_elbo", "iwae"])
