@@ -238,6 +238,7 @@ class Conv2d(_ConvBase):
         dW = sum_{n,h,w} dy[n, o, h, w] X[n, h, w, c, i, j]   (C_out, C_in, kh, kw)  a correlation
         db = sum_{n,h,w} dy[n, o, h, w]                       (C_out,)
         dx = col2im(dy . W)                                   (..., C_in, H, W)  a transposed conv
+             (at stride 1, when cheaper, as a convolution of dy with the flipped W: :func:`flipped`)
 
     Keeps x: dW reads its windows again (a view; no columns are kept between the calls).
     Init: "he" (default) W ~ N(0, 2 / fan_in), fan_in = C_in kh kw; "glorot" as Dense, with
