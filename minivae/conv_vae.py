@@ -107,6 +107,13 @@ class ConvVAE(VAE):
         self.output_layer = f"decoder.{len(self.decoder.layers) - 1}.b"
         self._finish_init({"encoder": self.encoder, "decoder": self.decoder})
 
+    def share_values(self, k: int) -> int:
+        """k (sum_l c_l H_l W_l + O): the decoder's feature maps at each stage l (H_l = H / 2^l)
+        and its outputs, for each of k samples (see :meth:`minivae.model.LatentVariableModel.share_values`)."""
+        _, H, W = self.image_shape
+        maps = sum(c * (H >> i) * (W >> i) for i, c in enumerate(self.config["channels"]))
+        return k * (maps + self.likelihood.n_outputs(self.x_dim))
+
     @staticmethod
     def parameter_shapes(config: dict) -> dict:
         """name -> shape of every parameter of the ConvVAE that ``config`` (its ``self.config``)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import gaussian as G
+from . import parallel
 from .backend import BACKENDS, Backend, get_backend
 from .checks import (InvalidInput, InvalidInputType, check_choice, check_float_dtype, check_int,
                      check_positive, check_real, check_sizes)
@@ -215,11 +216,52 @@ class LatentVariableModel:
         Returns ``(loss, grads, stats)``; ``loss`` and the stats are 0-d arrays on the backend's
         device (read them with ``float()`` off the hot loop).  See :meth:`forward`, for
         ``check_data`` too.
+
+        The examples are independent until the loss sums them, so a batch large enough is cut into
+        shares, one per thread (:func:`minivae.parallel.over_shares`): share s runs
+        :meth:`forward` and :meth:`backward` on its rows with dbound = -1/B (the whole batch's B),
+        and the shares' gradients add up to the batch's (:meth:`_add_shares`).  The noise is
+        drawn for the whole batch first, so the result does not depend on the number of threads
+        beyond the rounding of that sum.
         """
-        bound, cache, stats = self.forward(x, objective, k, beta, eps, rng, check_data=check_data)
-        B = bound.shape[0]
-        dbound = self.xp.full(B, -1.0 / B, dtype=self.dtype)
-        return -bound.mean(), self.backward(dbound, cache), stats
+        _, k, beta = self.check_bound_arguments(objective, k, beta)
+        x, eps = self._checked_inputs(x, k, eps, rng, check_data)
+        B = x.shape[0]
+
+        def share(s):
+            bound, cache, stats = self.forward(x[s], objective, k, beta, eps[:, s],
+                                               check_data=False)
+            dbound = self.xp.full(bound.shape[0], -1.0 / B, dtype=self.dtype)
+            return -bound.sum() / B, self.backward(dbound, cache), stats, bound.shape[0]
+
+        return self._add_shares(parallel.over_shares(share, B, B * self.share_values(k), like=x), B)
+
+    def share_values(self, k: int) -> int:
+        """About how many values one example's forward computes with k samples: k x_dim, the
+        decoder's outputs, which dominate a dense model's element-wise work.  A batch goes in
+        shares over threads where each share gets :data:`minivae.parallel.MIN_SHARE` of them."""
+        return k * self.x_dim
+
+    @staticmethod
+    def _add_shares(parts, B: int):
+        r"""(loss, grads, stats) of the whole batch from its shares' (loss_s, grads_s, stats_s, B_s):
+
+            loss = sum_s loss_s,   grads = sum_s grads_s   (each share's loss and gradients are
+                                   already its rows' part of -(1/B) sum_b L(x_b)),
+            stats = sum_s (B_s / B) stats_s                 (means over the share's rows)
+
+        One share is returned as it is; the first share's gradient arrays take the sum in place."""
+        loss, grads, stats, _ = parts[0]
+        if len(parts) == 1:
+            return loss, grads, stats
+        stats = {n: v * (parts[0][3] / B) for n, v in stats.items()}
+        for loss_s, grads_s, stats_s, B_s in parts[1:]:
+            loss = loss + loss_s
+            for n, g in grads_s.items():
+                grads[n] += g
+            for n, v in stats_s.items():
+                stats[n] = stats[n] + v * (B_s / B)
+        return loss, grads, stats
 
     def estimator_loss_and_grads(self, x, estimator: str = "iwae", k: int = 1, m: int = 1,
                                  ciwae_beta: float = 0.5, eps=None, rng=None, *,
@@ -249,34 +291,59 @@ class LatentVariableModel:
                                f"and piwae read m (use m=1).")
         x, eps = self._checked_inputs(x, m * k, eps, rng, check_data)     # eps (S, B, eps_dim)
         B = x.shape[0]
-        log_px, log_latent, terms = self.log_weight_terms(x, eps, analytic_kl=False)
-        log_w = log_px + log_latent                                       # (S, B)
-        bound, a, c = est.coefficients(log_w, m, ciwae_beta)
-        dbound = -1.0 / B
-        a = a * dbound
-        grads = self.log_weight_backward(a, a, terms, score=not est.path_only)
-        if not est.same_paths:                                            # DReG, PIWAE
-            c = c * dbound
-            enc = self.log_weight_backward(c, c, terms, score=not est.path_only)
-            grads.update({n: g for n, g in enc.items()
-                          if n.split(".")[0] in self.inference_networks})
-        stats = {"kl": -log_latent.mean(), "recon": -log_px.mean()}
-        return -bound.mean(), grads, stats
+
+        def share(s):                          # the batch's rows s, as in loss_and_grads
+            log_px, log_latent, terms = self.log_weight_terms(x[s], eps[:, s], analytic_kl=False)
+            log_w = log_px + log_latent                                   # (S, B_s)
+            bound, a, c = est.coefficients(log_w, m, ciwae_beta)
+            dbound = -1.0 / B
+            a = a * dbound
+            grads = self.log_weight_backward(a, a, terms, score=not est.path_only)
+            if not est.same_paths:                                        # DReG, PIWAE
+                c = c * dbound
+                enc = self.log_weight_backward(c, c, terms, score=not est.path_only)
+                grads.update({n: g for n, g in enc.items()
+                              if n.split(".")[0] in self.inference_networks})
+            stats = {"kl": -log_latent.mean(), "recon": -log_px.mean()}
+            return -bound.sum() / B, grads, stats, bound.shape[0]
+
+        return self._add_shares(parallel.over_shares(share, B, B * self.share_values(m * k),
+                                                           like=x), B)
 
     def bound(self, x, objective: str = "elbo", k: int = 1, beta: float = 1.0, eps=None, rng=None,
               *, check_data: bool = True):
-        """The bound per example (B,), in nats, without gradients (see :meth:`forward`)."""
-        return self.forward(x, objective, k, beta, eps, rng, check_data=check_data)[0]
+        """The bound per example (B,), in nats, without gradients (see :meth:`forward`); the
+        examples in shares over threads, as in :meth:`loss_and_grads`."""
+        _, k, beta = self.check_bound_arguments(objective, k, beta)
+        x, eps = self._checked_inputs(x, k, eps, rng, check_data)
+
+        def share(s):
+            return self.forward(x[s], objective, k, beta, eps[:, s], check_data=False)[0]
+
+        parts = parallel.over_shares(share, x.shape[0], x.shape[0] * self.share_values(k), like=x)
+        return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)
 
     def log_weights(self, x, eps, *, check_data: bool = True):
         r"""log w = log p(x|z) + log p(z) - log q(z|x) for the noise eps (K, B, eps_dim): (K, B).
 
         Forward only, every latent term sampled (the importance weights of L_k).  ``check_data``
-        as in :meth:`forward` (:func:`minivae.evaluate.log_likelihood` checks x once, up front)."""
+        as in :meth:`forward` (:func:`minivae.evaluate.log_likelihood` checks x once, up front).
+        Every (k, b) is independent, so the work goes in shares over threads
+        (:func:`minivae.parallel.over_shares`): of the examples where there are at least as many
+        as threads, else of the samples (L_5000 takes one image and 5000 samples at a time)."""
         x, eps = self._checked_inputs(x, None, eps, None, check_data)
-        log_px, log_latent, _ = self.log_weight_terms(x, eps, False)
-        log_px += log_latent
-        return log_px
+        K, B = eps.shape[:2]
+        by_example = B >= parallel.threads()
+
+        def share(s):
+            xs, es = (x[s], eps[:, s]) if by_example else (x, eps[s])
+            log_px, log_latent, _ = self.log_weight_terms(xs, es, False)
+            log_px += log_latent
+            return log_px
+
+        parts = parallel.over_shares(share, B if by_example else K, B * self.share_values(K),
+                                     like=x)
+        return parts[0] if len(parts) == 1 else self.xp.concatenate(parts, axis=int(by_example))
 
 
 class VAE(LatentVariableModel):

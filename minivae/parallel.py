@@ -1,11 +1,26 @@
-r"""Element-wise kernels in cache-sized row blocks, the blocks shared out over a few threads.
+r"""Both cores for one step: whole examples on threads, and element-wise kernels in row blocks.
 
-A kernel such as the Bernoulli log-likelihood makes several passes over (K, B, P) arrays.  Made
-over the whole array, each pass streams it through memory (15.7 MB for one image's 5000 samples
-of L_5000); made on blocks of rows that fit a core's cache, the later passes read what the
-earlier ones left there (the Bernoulli forward then took 12.6 instead of 21.7 ms at that size).
-And NumPy's ufuncs release the GIL, so the blocks can go to several threads at once.
-``for_rows(kernel, rows, shared)`` calls
+NumPy releases the GIL in its ufuncs and in its matrix products, so Python threads can run NumPy
+on several cores at once.  Two ways are used, the first for everything a model computes:
+
+**Shares of the examples** (:func:`over_shares`).  A training step's examples are independent
+until the loss sums them, and so are an L_k chunk's samples.  ``over_shares(fn, n)`` cuts
+range(n) into one contiguous share per thread, runs ``fn(share)`` for each share at once (the
+calling thread takes the first), and returns the results in order; the model adds the shares'
+gradients (:meth:`minivae.model.LatentVariableModel.loss_and_grads`).  Every matrix product then
+runs on a single BLAS thread inside its share: with T threads, T products run at once instead of
+one product on T threads, and the element-wise work between the products, which NumPy runs on one
+core, gets a core per share too.  While shares run, OpenBLAS is told to use one thread (through
+its ``openblas_set_num_threads`` found with ctypes, :func:`single_threaded_blas`) and is given its
+count back afterwards.  Where that function cannot be found (another BLAS) and the BLAS runs on
+more than one thread, shares are not used: two threads each asking the BLAS for every core would
+fight over them.
+
+**Row blocks of one kernel** (:func:`for_rows`).  A kernel such as the Bernoulli log-likelihood
+makes several passes over (K, B, P) arrays.  Made over the whole array, each pass streams it
+through memory (15.7 MB for one image's 5000 samples of L_5000); made on blocks of rows that fit a
+core's cache, the later passes read what the earlier ones left there (the Bernoulli forward then
+took 12.6 instead of 21.7 ms at that size).  ``for_rows(kernel, rows, shared)`` calls
 
     kernel(*rows, *shared)                                    small arrays, one thread
     kernel(*[a[lo:hi] for a in rows], *shared)                each block lo:hi of axis 0, the
@@ -23,24 +38,31 @@ would pay many times over.  The kernel writes its results into output arrays amo
 into an input, so blocks never touch the same memory; and it must not reduce over the leading
 axis.  Element-wise arithmetic and reductions within a row then do the same operations on each
 row whichever block it lands in: the result is the same bit for bit on any number of threads and
-blocks (tests/test_speed_paths.py checks it).
+blocks (tests/test_speed_paths.py checks it).  Inside a share the blocks stay on the share's own
+thread.
 
-The threads need cores that nothing else holds, and after each matrix product OpenBLAS's
-worker threads spin on theirs (in user space, a whole core each) for 2^OPENBLAS_THREAD_TIMEOUT
-cycles, 2^28 by default: about 0.1 s, longer than a training step.  So on 2 cores with 2 OpenBLAS
-threads a kernel right after a product finds the other core taken, and the element-wise threads
-gained nothing (0-6 % slower); with the spin cut short by ``OPENBLAS_THREAD_TIMEOUT=4`` in the
-environment (read when NumPy loads OpenBLAS) the same threads took 13-22 % off a k = 50 step at
-batch 128 and off L_5000 (benchmarks/README.md has the numbers).  Hence the default: the BLAS's
-thread count (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, else the cores)
-where ``OPENBLAS_THREAD_TIMEOUT`` is at most 12, else one thread; ``MINIVAE_NUM_THREADS=N``
-overrides it, and ``set_threads(n)`` sets it in a running program (``set_threads(1)``: one
-thread).  Waking a thread costs tens of microseconds too, so a kernel over fewer than
-2 :data:`MIN_THREAD` elements always stays on the calling thread, and on CuPy everything runs
-whole (the GPU is parallel already).  The blocks pay on one thread too.
+Outside shares, the blocks' threads need cores that nothing else holds, and after each
+multi-threaded product OpenBLAS's worker threads spin on theirs (in user space, a whole core each)
+for 2^OPENBLAS_THREAD_TIMEOUT cycles, 2^28 by default: about 0.1 s, longer than a training step.
+So there a kernel right after a product finds the other core taken, and element-wise threads gained
+nothing (0-6 % slower) unless ``OPENBLAS_THREAD_TIMEOUT=4`` (read when NumPy loads OpenBLAS) cut
+the spin short.  Shares avoid the spin altogether: with the BLAS on one thread its workers sleep.
+
+**The setting.**  :func:`threads` is ``MINIVAE_NUM_THREADS`` if set (or ``set_threads(n)`` in a
+running program), else the BLAS's thread count (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``, else the cores, divided among the MPI ranks on the machine): ``set_threads(1)``
+or ``MINIVAE_NUM_THREADS=1`` makes every computation single-threaded in minivae's own hands (the
+BLAS keeps its threads).  Shares use that
+many threads; :func:`for_rows` outside a share uses them where the setting was given or the BLAS
+lets go of its cores (``OPENBLAS_THREAD_TIMEOUT`` <= 12), else one.  Waking a thread costs tens of
+microseconds, so work below :data:`MIN_SHARE` values per thread (:data:`MIN_THREAD` elements for a
+kernel) stays on the calling thread, and on CuPy everything runs whole (the GPU is parallel
+already).
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,12 +71,15 @@ from .backend import array_module
 
 BLOCK = 1 << 18                   # elements per block: 1 MiB of float32, about a core's L2 cache
 MIN_THREAD = 1 << 17              # elements per thread below which a kernel stays on one thread
+MIN_SHARE = 1 << 16               # values per share below which a model's work stays on one thread
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
 SHORT_SPIN = 12                   # OPENBLAS_THREAD_TIMEOUT up to this: BLAS threads sleep at once
 
-_threads = None                   # the setting; None: not read yet from the environment
+_set = None                       # set_threads's setting; None: the environment's
 _pool = None                      # (pid, workers, ThreadPoolExecutor)
 _lock = threading.Lock()
+_local = threading.local()        # .in_share: this thread is running one share
 
 
 def _env_int(var: str) -> int | None:
@@ -87,32 +112,129 @@ def blas_lets_go() -> bool:
     return timeout is not None and timeout <= SHORT_SPIN
 
 
-def default_threads() -> int:
-    """``MINIVAE_NUM_THREADS`` if set; else the BLAS's thread count where the BLAS lets go of its
-    cores after each product (:func:`blas_lets_go`), else 1.  At least 1."""
-    n = _env_int("MINIVAE_NUM_THREADS")
-    if n is not None:
-        return max(1, n)
-    return blas_threads() if blas_lets_go() else 1
+def _given() -> int | None:
+    """The thread count given by ``set_threads`` or ``MINIVAE_NUM_THREADS``, else None."""
+    n = _set if _set is not None else _env_int("MINIVAE_NUM_THREADS")
+    return None if n is None else max(1, n)
+
+
+def local_ranks() -> int:
+    """How many MPI ranks of this job run on this machine (Open MPI's
+    ``OMPI_COMM_WORLD_LOCAL_SIZE`` or MPICH's ``MPI_LOCALNRANKS``), 1 outside MPI."""
+    for var in LOCAL_RANK_VARS:
+        n = _env_int(var)
+        if n is not None:
+            return max(1, n)
+    return 1
 
 
 def threads() -> int:
-    """The number of threads element-wise kernels use now."""
-    global _threads
-    if _threads is None:
-        _threads = default_threads()
-    return _threads
+    """The threads minivae computes on: ``set_threads``'s or ``MINIVAE_NUM_THREADS``'s count, else
+    the BLAS's (:func:`blas_threads`), the cores shared out among the MPI ranks on this machine
+    where no BLAS variable says otherwise.  At least 1."""
+    n = _given()
+    if n is not None:
+        return n
+    if any(_env_int(var) is not None for var in BLAS_VARS):
+        return blas_threads()
+    return max(1, blas_threads() // local_ranks())
 
 
-def set_threads(n: int | None) -> int:
-    """Use ``n`` threads for element-wise kernels (None: the environment's choice again); returns
-    the previous setting.  ``set_threads(1)`` forces one thread."""
-    global _threads
-    previous = threads()
+def kernel_threads() -> int:
+    """The threads :func:`for_rows` uses now: 1 inside a share (its thread is the share's); else
+    the count given, else the BLAS's where it lets go of its cores (:func:`blas_lets_go`), else 1."""
+    if getattr(_local, "in_share", False):
+        return 1
+    n = _given()
+    if n is not None:
+        return n
+    return blas_threads() if blas_lets_go() else 1
+
+
+def set_threads(n: int | None) -> int | None:
+    """Compute on ``n`` threads (None: the environment's choice again); returns the previous
+    setting, None where there was none, to pass back later.  ``set_threads(1)``: one thread."""
+    global _set
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"threads must be a whole number >= 1 (1: no threads), got {n!r}.")
-    _threads = default_threads() if n is None else n
+    previous, _set = _set, n
     return previous
+
+
+# ---------------------------------------------------------------- the BLAS's own threads
+
+_BLAS_NAMES = ("scipy_openblas{}_num_threads64_", "openblas{}_num_threads",
+               "openblas{}_num_threads64_", "scipy_openblas{}_num_threads")
+_blas = None                      # (get, set) of OpenBLAS's thread count, False: none found
+_blas_depth = 0                   # nested single_threaded_blas() calls in progress
+_blas_saved = 1
+
+
+def _loaded_openblas() -> list:
+    """Paths of the OpenBLAS libraries this process has loaded (Linux), else those beside NumPy."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]]
+    except OSError:
+        import glob
+        import numpy
+        root = os.path.dirname(os.path.dirname(numpy.__file__))
+        for where in ("numpy.libs", os.path.join("numpy", ".dylibs"), "scipy_openblas64", "scipy_openblas32"):
+            paths += glob.glob(os.path.join(root, where, "**", "*openblas*"), recursive=True)
+    return list(dict.fromkeys(p for p in paths if os.path.isfile(p)))
+
+
+def blas_thread_control():
+    """``(get, set)``: OpenBLAS's ``openblas_get_num_threads`` and ``openblas_set_num_threads``
+    (under whichever name the loaded library exports them) as Python functions, or None where
+    NumPy's BLAS is not an OpenBLAS that can be found."""
+    global _blas
+    if _blas is None:
+        import numpy                                         # loads the BLAS if nothing has
+        del numpy
+        _blas = False
+        for path in _loaded_openblas():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for name in _BLAS_NAMES:
+                get = getattr(lib, name.format("_get"), None)
+                put = getattr(lib, name.format("_set"), None)
+                if get is not None and put is not None:
+                    get.restype, put.restype = ctypes.c_int, None
+                    put.argtypes = [ctypes.c_int]
+                    _blas = (get, put)
+                    break
+            if _blas:
+                break
+    return _blas or None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with OpenBLAS on one thread, and give it its thread count back after (the
+    outermost of nested calls restores it).  Where OpenBLAS cannot be found it changes nothing."""
+    global _blas_depth, _blas_saved
+    control = blas_thread_control()
+    if control is None:
+        yield
+        return
+    get, put = control
+    with _lock:
+        if _blas_depth == 0:
+            _blas_saved = get()
+            if _blas_saved != 1:
+                put(1)
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_depth -= 1
+            if _blas_depth == 0 and _blas_saved != 1:
+                put(_blas_saved)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -127,6 +249,61 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool[2]
 
 
+def _in_share(fn, share):
+    """fn(share) with this thread marked as running a share (so for_rows stays on it)."""
+    outer = getattr(_local, "in_share", False)
+    _local.in_share = True
+    try:
+        return fn(share)
+    finally:
+        _local.in_share = outer
+
+
+def share_count(n: int, values: int, like=None) -> int:
+    """Into how many shares :func:`over_shares` cuts n items that make ``values`` values in all:
+    one per thread (:func:`threads`), no share under :data:`MIN_SHARE` values or empty, and 1
+    inside a share, on CuPy (``like`` a CuPy array) or where the BLAS's threads cannot be set."""
+    if (getattr(_local, "in_share", False)
+            or (like is not None and array_module(like).__name__ != "numpy")):
+        return 1
+    count = max(1, min(threads(), n, values // MIN_SHARE))
+    if count > 1 and blas_threads() > 1 and blas_thread_control() is None:
+        return 1
+    return count
+
+
+def shares(n: int, count: int) -> list:
+    """range(n) cut into ``count`` contiguous slices whose lengths differ by at most one."""
+    size, extra = divmod(n, count)
+    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def over_shares(fn, n: int, values: int, like=None) -> list:
+    """``[fn(s) for s in shares(n, share_count(n, values, like))]``, the shares at once.
+
+    Each share runs on its own thread, the calling thread taking the first, with OpenBLAS on one
+    thread meanwhile (:func:`single_threaded_blas`); the results come back in order, after every
+    share finished, and the first share's error, if any, is raised then.  ``fn`` must not write
+    to memory another share reads.  One share: ``[fn(slice(0, n))]`` on the calling thread, the
+    BLAS untouched.  See the module docstring.
+    """
+    parts = shares(n, share_count(n, values, like))
+    if len(parts) == 1:
+        return [fn(parts[0])]
+    with single_threaded_blas():
+        pool = _executor(len(parts) - 1)
+        futures = [pool.submit(_in_share, fn, s) for s in parts[1:]]
+        try:
+            first = _in_share(fn, parts[0])
+        finally:
+            rest = [f.exception() for f in futures]           # waits for every share
+        for error in rest:
+            if error is not None:
+                raise error
+        return [first] + [f.result() for f in futures]
+
+
 def for_rows(kernel, rows, shared=()):
     """``kernel(*rows, *shared)`` on blocks of rows of the arrays ``rows`` (all of one leading
     length, ``rows[0]`` the largest), the blocks over :func:`threads` threads.
@@ -137,7 +314,7 @@ def for_rows(kernel, rows, shared=()):
     """
     first = rows[0]
     size, lead = first.size, (first.shape[0] if first.ndim else 1)
-    n_threads = max(1, min(threads(), lead, size // MIN_THREAD))
+    n_threads = max(1, min(kernel_threads(), lead, size // MIN_THREAD))
     n_blocks = -(-size // BLOCK)                         # blocks of <= BLOCK elements,
     n_blocks = -(-n_blocks // n_threads) * n_threads     # as many for every thread
     step = -(-lead // min(n_blocks, lead))               # rows per block

@@ -102,23 +102,32 @@ def test_threaded_training_step_and_log_likelihood_equal_single_threaded():
 
 # ---------------------------------------------------------------- the thread setting
 
-def test_thread_count_follows_the_blas_where_it_lets_go_of_its_cores(monkeypatch):
+def test_thread_count_follows_the_blas_and_kernels_thread_where_it_lets_go(monkeypatch):
     for var in ("MINIVAE_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT",
                 *parallel.BLAS_VARS):
         monkeypatch.delenv(var, raising=False)
-    assert parallel.blas_threads() == len(os.sched_getaffinity(0))
-    assert parallel.default_threads() == 1                # OpenBLAS's threads spin: one thread
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")   # they sleep at once: the BLAS's count
-    assert parallel.default_threads() == 3
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")      # OpenBLAS's own variable comes first
-    assert parallel.default_threads() == 2
-    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # the default spin
-    assert parallel.default_threads() == 1
-    monkeypatch.setenv("MINIVAE_NUM_THREADS", "5")       # minivae's own setting wins
-    assert parallel.default_threads() == 5
-    monkeypatch.setenv("MINIVAE_NUM_THREADS", "none")    # not a number: ignored
-    assert parallel.default_threads() == 1
+    old = parallel.set_threads(None)
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert parallel.blas_threads() == parallel.threads() == cores
+        assert parallel.kernel_threads() == 1             # OpenBLAS's threads spin: one thread
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert parallel.threads() == 3
+        monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")   # they sleep at once: the BLAS's count
+        assert parallel.kernel_threads() == 3
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")      # OpenBLAS's own variable comes first
+        assert parallel.threads() == parallel.kernel_threads() == 2
+        monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # the default spin
+        assert (parallel.threads(), parallel.kernel_threads()) == (2, 1)
+        monkeypatch.setenv("MINIVAE_NUM_THREADS", "5")       # minivae's own setting wins
+        assert parallel.threads() == parallel.kernel_threads() == 5
+        parallel.set_threads(1)                              # and set_threads wins over it
+        assert parallel.threads() == parallel.kernel_threads() == 1
+        parallel.set_threads(None)
+        monkeypatch.setenv("MINIVAE_NUM_THREADS", "none")    # not a number: ignored
+        assert (parallel.threads(), parallel.kernel_threads()) == (2, 1)
+    finally:
+        parallel.set_threads(old)
 
 
 def test_set_threads_forces_one_thread_and_refuses_nonsense():
