@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from . import distributed as dist
+from . import parallel
 from .backend import reuse_freed_memory, to_host
 from .checks import InvalidInput, check_int, check_real
 from .objectives import log_mean_exp
@@ -98,19 +99,22 @@ def log_likelihood(model, x, k: int = 5000, rng=None, max_rows: int = 8192,
 def _log_likelihood_rows(model, x, k: int, rng, max_rows: int, batch_size: int | None):
     r"""L_k of the rows of x (n, P) on the device, float64 (n,), drawing from ``rng`` batch after
     batch and chunk after chunk: batches of b = ``batch_size`` or as many as fit
-    ``max_rows`` with the whole chunk of k, chunks of max_rows // b samples."""
+    ``max_rows`` with the whole chunk of k, chunks of max_rows // b samples.  The next chunk's
+    noise is drawn on another thread while this chunk's log-weights are computed
+    (:func:`minivae.parallel.ahead`): the same draws, in the same order."""
     xp = model.xp
     N = x.shape[0]
     b = batch_size or max(1, min(N, max_rows // min(k, max_rows)))
     chunk = max(1, min(k, max_rows // b))
+    draws = parallel.ahead((model.draw_eps(min(chunk, k - s), min(b, N - start), rng)
+                            for start in range(0, N, b) for s in range(0, k, chunk)), like=x)
     out = []
     for start in range(0, N, b):
         xb = x[start:start + b]
         log_sum = None                                        # log sum_i w_i so far, (B,)
         for s in range(0, k, chunk):
             c = min(chunk, k - s)
-            log_w = model.log_weights(xb, model.draw_eps(c, xb.shape[0], rng),
-                                      check_data=False)                       # (c, B)
+            log_w = model.log_weights(xb, next(draws), check_data=False)      # (c, B)
             part = log_mean_exp(log_w)[0] + math.log(c)                           # (B,)
             log_sum = part if log_sum is None else xp.logaddexp(log_sum, part)
         out.append(log_sum.astype(xp.float64) - math.log(k))

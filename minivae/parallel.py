@@ -65,7 +65,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from .backend import array_module
 
@@ -302,6 +302,41 @@ def over_shares(fn, n: int, values: int, like=None) -> list:
             if error is not None:
                 raise error
         return [first] + [f.result() for f in futures]
+
+
+_ahead_pool = None                # (pid, ThreadPoolExecutor): one thread that makes the next item
+_END = object()
+
+
+def ahead(items, like=None):
+    """Iterate over ``items`` with the next item made on another thread while the caller works on
+    this one: the random draws of the next step (or of L_k's next chunk), a single-threaded NumPy
+    call, then run beside the current step's shares instead of between two steps.
+
+    One thread makes the items, one after another in their order, so a generator among them draws
+    exactly what it would draw in a plain loop.  With one thread (:func:`threads`) or on CuPy
+    (``like`` a CuPy array) it is the plain loop.  An error making an item is raised where that item
+    would have been yielded.  The thread is apart from the shares' pool, which it must not delay.
+    """
+    global _ahead_pool
+    it = iter(items)
+    if threads() < 2 or (like is not None and array_module(like).__name__ != "numpy"):
+        yield from it
+        return
+    with _lock:
+        if _ahead_pool is None or _ahead_pool[0] != os.getpid():
+            _ahead_pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="minivae-ahead"))
+        pool = _ahead_pool[1]
+    future = pool.submit(next, it, _END)
+    try:
+        while True:
+            item = future.result()
+            if item is _END:
+                return
+            future = pool.submit(next, it, _END)
+            yield item
+    finally:
+        wait([future])                               # left early: the item in the making too
 
 
 def for_rows(kernel, rows, shared=()):

@@ -11,6 +11,10 @@ One epoch, for a model on a backend ``be`` (NumPy or CuPy):
         optimizer.step(model.params, grads)                   # in place
     test  = -ELBO on the test set binarised once, fixed eps  (nats per example)
 
+The next batch (its rows, binarisation and eps) is drawn on another thread while this step runs
+(:func:`minivae.parallel.ahead`), in the same order from the same generator, so the draws are the
+same; and the step's examples go in shares over threads (:meth:`~minivae.model.LatentVariableModel.loss_and_grads`).
+
 Every random draw of epoch e depends only on (seed, e), so a run resumed after epoch e
 continues exactly as an uninterrupted one would.  Losses stay on the device during the epoch
 (no host synchronisation per step on CuPy); they are read once per epoch, or every few
@@ -41,7 +45,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import distributed
+from . import distributed, parallel
 from .backend import reuse_freed_memory
 from .checks import InvalidInput, InvalidInputType
 from .data import binarize, binarize_fixed
@@ -348,10 +352,11 @@ def train(model, x_train, x_test, cfg: TrainConfig, optimizer=None, start_epoch:
         total = xp.zeros((), dtype=xp.float64)           # this rank's sum of loss * rows
         seen = 0                                           # this rank's rows so far
         t0 = time.perf_counter()
-        for j in range(n_batches):
+        shards = [distributed.shard(min(B, N - j * B), size, rank) for j in range(n_batches)]
+        batches = parallel.ahead((draw_batch(model, X[perm[j * B:(j + 1) * B]], cfg, rng, mine)
+                                  for j, mine in enumerate(shards)), like=X)   # one step ahead
+        for j, (xb, eps) in enumerate(batches):
             rows = perm[j * B:(j + 1) * B]                 # the global batch: every rank's
-            mine = distributed.shard(rows.shape[0], size, rank)
-            xb, eps = draw_batch(model, X[rows], cfg, rng, mine)
             n = xb.shape[0]
             if n == 0:                                     # fewer rows than ranks: add nothing
                 grads = {name: xp.zeros_like(p) for name, p in model.params.items()}

@@ -8,6 +8,7 @@ even a tiny batch go in n shares.
 """
 import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -221,3 +222,45 @@ def test_mpi_ranks_on_one_machine_share_its_cores(monkeypatch):
         assert parallel.threads() == 3
     finally:
         parallel.set_threads(old)
+
+
+# ---------------------------------------------------------------- the next draws, made ahead
+
+def test_ahead_makes_the_same_items_in_order_one_ahead_on_another_thread():
+    made = []
+
+    def items(rng):
+        for i in range(5):
+            made.append((i, threading.get_ident()))
+            yield rng.standard_normal(3)
+
+    plain = list(items(np.random.default_rng(0)))
+    made.clear()
+    with forced(2):
+        seen = []
+        for i, item in enumerate(parallel.ahead(items(np.random.default_rng(0)))):
+            seen.append(item)
+            if i < 4:                                   # the next one is made meanwhile
+                deadline = time.monotonic() + 10
+                while len(made) < i + 2 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert len(made) == i + 2
+    for u, v in zip(seen, plain):
+        np.testing.assert_array_equal(u, v)             # the same draws from the same generator
+    assert len(seen) == 5 and all(t != threading.get_ident() for _, t in made)
+    made.clear()
+    with forced(1):
+        assert len(list(parallel.ahead(items(np.random.default_rng(0))))) == 5
+    assert all(t == threading.get_ident() for _, t in made)   # one thread: the plain loop
+
+
+def test_ahead_raises_an_items_error_where_it_would_be_yielded():
+    def items():
+        yield 1
+        raise RuntimeError("draw failed")
+
+    with forced(2):
+        it = parallel.ahead(items())
+        assert next(it) == 1
+        with pytest.raises(RuntimeError, match="draw failed"):
+            next(it)
