@@ -26,10 +26,10 @@ divided by the kernel's time.  A kernel is a regression when its relative speed 
 the step's fraction of its bound.  Timings are best-of-rounds, single-threaded (one BLAS thread,
 and so one thread for :mod:`minivae.parallel`), on a quiet machine.  ``--update`` prints the
 measured values as a FLOORS literal (90 % of each).  ``--threads N`` runs the children with N
-BLAS threads and N threads for minivae's element-wise kernels (``MINIVAE_NUM_THREADS``); the bound
-is then measured on N threads too, and the floors (single-threaded) are not checked.  The step
-gains from the element-wise threads only where OpenBLAS's threads stop spinning after each product
-(``OPENBLAS_THREAD_TIMEOUT=4`` in the environment; see :mod:`minivae.parallel`).
+BLAS threads and ``MINIVAE_NUM_THREADS=N``: the step's batch then goes in N shares on N threads,
+each on one BLAS thread, and the element-wise kernels timed alone run in row blocks on N threads
+(:mod:`minivae.parallel`); the bound is measured on N threads too, and the floors
+(single-threaded) are not checked.
 """
 from __future__ import annotations
 

@@ -77,6 +77,7 @@ LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
 SHORT_SPIN = 12                   # OPENBLAS_THREAD_TIMEOUT up to this: BLAS threads sleep at once
 
 _set = None                       # set_threads's setting; None: the environment's
+_settings_now = None              # what _settings() read, until set_threads reads it again
 _pool = None                      # (pid, workers, ThreadPoolExecutor)
 _lock = threading.Lock()
 _local = threading.local()        # .in_share: this thread is running one share
@@ -112,12 +113,6 @@ def blas_lets_go() -> bool:
     return timeout is not None and timeout <= SHORT_SPIN
 
 
-def _given() -> int | None:
-    """The thread count given by ``set_threads`` or ``MINIVAE_NUM_THREADS``, else None."""
-    n = _set if _set is not None else _env_int("MINIVAE_NUM_THREADS")
-    return None if n is None else max(1, n)
-
-
 def local_ranks() -> int:
     """How many MPI ranks of this job run on this machine (Open MPI's
     ``OMPI_COMM_WORLD_LOCAL_SIZE`` or MPICH's ``MPI_LOCALNRANKS``), 1 outside MPI."""
@@ -128,16 +123,28 @@ def local_ranks() -> int:
     return 1
 
 
+def _settings() -> tuple:
+    """(threads, kernel threads outside a share), from ``set_threads`` or the environment.
+
+    Read once and kept (a kernel asks for every call); :func:`set_threads` reads them again."""
+    global _settings_now
+    if _settings_now is None:
+        given = _set if _set is not None else _env_int("MINIVAE_NUM_THREADS")
+        if given is not None:
+            _settings_now = (max(1, given),) * 2
+        else:
+            blas = blas_threads()
+            said = any(_env_int(var) is not None for var in BLAS_VARS)
+            _settings_now = (blas if said else max(1, blas // local_ranks()),
+                             blas if blas_lets_go() else 1)
+    return _settings_now
+
+
 def threads() -> int:
     """The threads minivae computes on: ``set_threads``'s or ``MINIVAE_NUM_THREADS``'s count, else
     the BLAS's (:func:`blas_threads`), the cores shared out among the MPI ranks on this machine
     where no BLAS variable says otherwise.  At least 1."""
-    n = _given()
-    if n is not None:
-        return n
-    if any(_env_int(var) is not None for var in BLAS_VARS):
-        return blas_threads()
-    return max(1, blas_threads() // local_ranks())
+    return _settings()[0]
 
 
 def kernel_threads() -> int:
@@ -145,19 +152,16 @@ def kernel_threads() -> int:
     the count given, else the BLAS's where it lets go of its cores (:func:`blas_lets_go`), else 1."""
     if getattr(_local, "in_share", False):
         return 1
-    n = _given()
-    if n is not None:
-        return n
-    return blas_threads() if blas_lets_go() else 1
+    return _settings()[1]
 
 
 def set_threads(n: int | None) -> int | None:
-    """Compute on ``n`` threads (None: the environment's choice again); returns the previous
+    """Compute on ``n`` threads (None: the environment's choice, read again); returns the previous
     setting, None where there was none, to pass back later.  ``set_threads(1)``: one thread."""
-    global _set
+    global _set, _settings_now
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"threads must be a whole number >= 1 (1: no threads), got {n!r}.")
-    previous, _set = _set, n
+    previous, _set, _settings_now = _set, n, None
     return previous
 
 

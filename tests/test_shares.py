@@ -212,13 +212,18 @@ def test_mpi_ranks_on_one_machine_share_its_cores(monkeypatch):
     old, blas_threads = parallel.set_threads(None), parallel.blas_threads
     try:
         monkeypatch.setattr(parallel, "blas_threads", lambda: 8)       # an 8-core machine
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == 8
         monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4")          # mpiexec -n 4
+        parallel.set_threads(None)                         # read them again
         assert parallel.local_ranks() == 4 and parallel.threads() == 2
         monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "16")         # more ranks than cores
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == 1
         monkeypatch.setattr(parallel, "blas_threads", blas_threads)
+        parallel.set_threads(None)                         # read them again
         monkeypatch.setenv("OMP_NUM_THREADS", "3")                     # said per rank: kept
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == 3
     finally:
         parallel.set_threads(old)

@@ -112,19 +112,25 @@ def test_thread_count_follows_the_blas_and_kernels_thread_where_it_lets_go(monke
         assert parallel.blas_threads() == parallel.threads() == cores
         assert parallel.kernel_threads() == 1             # OpenBLAS's threads spin: one thread
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == 3
         monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")   # they sleep at once: the BLAS's count
+        parallel.set_threads(None)                         # read them again
         assert parallel.kernel_threads() == 3
         monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")      # OpenBLAS's own variable comes first
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == parallel.kernel_threads() == 2
         monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # the default spin
+        parallel.set_threads(None)                         # read them again
         assert (parallel.threads(), parallel.kernel_threads()) == (2, 1)
         monkeypatch.setenv("MINIVAE_NUM_THREADS", "5")       # minivae's own setting wins
+        parallel.set_threads(None)                         # read them again
         assert parallel.threads() == parallel.kernel_threads() == 5
         parallel.set_threads(1)                              # and set_threads wins over it
         assert parallel.threads() == parallel.kernel_threads() == 1
         parallel.set_threads(None)
         monkeypatch.setenv("MINIVAE_NUM_THREADS", "none")    # not a number: ignored
+        parallel.set_threads(None)                         # read them again
         assert (parallel.threads(), parallel.kernel_threads()) == (2, 1)
     finally:
         parallel.set_threads(old)
