@@ -128,3 +128,21 @@ def test_isa_native_changes_nothing_and_avx2_turns_off_every_avx512_target():
     off = set(env["NPY_DISABLE_CPU_FEATURES"].split())
     assert off == {f for f in numpy_dispatch()["targets"] if f == "X86_V4" or f.startswith("AVX512")}
     assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_breakdown_reports_where_the_time_goes_in_both_configurations(tmp_path):
+    if data_root() is None:
+        mnist()                                        # skips, or fails under CI
+    cmd = [sys.executable, str(REPO / "benchmarks" / "breakdown.py"), "--only", "b20,c", "--reps", "1",
+           "--data-dir", str(data_root()), "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "breakdown.json").read_text())
+    assert [(r["workload"], r["config"]) for r in rows] == [
+        ("b20", "1 thread"), ("b20", "shares"), ("c", "1 thread"), ("c", "shares")]
+    for r in rows:
+        parts = r["parts_ms"]
+        assert r["wall_ms"] > 0 and parts["Dense"] > 0 and parts["Bernoulli"] > 0
+        assert parts["draws"] > 0 and (parts["Adam"] > 0) == (r["workload"] != "c")
+    assert rows[0]["threads"] == 1
+    assert "| b20 | shares |" in (tmp_path / "breakdown.md").read_text()
