@@ -18,8 +18,8 @@ The derivation, file by file:
     estimators.py    the score-function (REINFORCE) gradient, to compare with reparameterisation
 
 and around it: data.py (MNIST / Fashion-MNIST / CIFAR-10, binarisation), train.py (the training
-loop), distributed.py (data parallelism over MPI), parallel.py (element-wise kernels in
-cache-sized row blocks, over threads),
+loop), distributed.py (data parallelism over MPI), parallel.py (both cores for one process: a
+batch in shares over threads, element-wise kernels in cache-sized row blocks, draws made ahead),
 checkpoint.py (atomic .npz checkpoints and the one validating loader), checks.py (argument
 checks with one-sentence errors), evaluate.py (L_k and active units), analysis.py (KL and
 spread per latent unit; helpers for the teaching examples), plots.py (figures; needs matplotlib),
