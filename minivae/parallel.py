@@ -1,20 +1,24 @@
-r"""Both cores for one step: whole examples on threads, and element-wise kernels in row blocks.
+r"""Both cores for one step: whole examples on threads, kernels in row blocks, draws made ahead.
 
-NumPy releases the GIL in its ufuncs and in its matrix products, so Python threads can run NumPy
-on several cores at once.  Two ways are used, the first for everything a model computes:
+NumPy releases the GIL in its ufuncs, its matrix products and its random draws, so Python threads
+can run NumPy on several cores at once.  Three ways are used:
 
 **Shares of the examples** (:func:`over_shares`).  A training step's examples are independent
 until the loss sums them, and so are an L_k chunk's samples.  ``over_shares(fn, n)`` cuts
 range(n) into one contiguous share per thread, runs ``fn(share)`` for each share at once (the
 calling thread takes the first), and returns the results in order; the model adds the shares'
-gradients (:meth:`minivae.model.LatentVariableModel.loss_and_grads`).  Every matrix product then
-runs on a single BLAS thread inside its share: with T threads, T products run at once instead of
-one product on T threads, and the element-wise work between the products, which NumPy runs on one
-core, gets a core per share too.  While shares run, OpenBLAS is told to use one thread (through
-its ``openblas_set_num_threads`` found with ctypes, :func:`single_threaded_blas`) and is given its
-count back afterwards.  Where that function cannot be found (another BLAS) and the BLAS runs on
-more than one thread, shares are not used: two threads each asking the BLAS for every core would
-fight over them.
+gradients (:meth:`minivae.model.LatentVariableModel.loss_and_grads`).  The element-wise work
+between the products, which NumPy runs on one core, then gets a core per share; the products run
+on one BLAS thread per share, side by side (which, on the 2-core machine of benchmarks/README.md,
+took as long as each product on two BLAS threads).  While shares run, OpenBLAS is told to use one
+thread (through its ``openblas_set_num_threads``, found with ctypes: :func:`single_threaded_blas`)
+and is given its count back afterwards.  Where that function cannot be found (another BLAS) and
+the BLAS runs on more than one thread, shares are not used: two threads each asking the BLAS for
+every core would fight over them.
+
+**The next draws, made ahead** (:func:`ahead`).  The trainer's next batch (its binarisation and
+noise) and L_k's next chunk of noise are drawn on one more thread while the current step runs,
+in the same order from the same generator.
 
 **Row blocks of one kernel** (:func:`for_rows`).  A kernel such as the Bernoulli log-likelihood
 makes several passes over (K, B, P) arrays.  Made over the whole array, each pass streams it
@@ -50,14 +54,14 @@ the spin short.  Shares avoid the spin altogether: with the BLAS on one thread i
 
 **The setting.**  :func:`threads` is ``MINIVAE_NUM_THREADS`` if set (or ``set_threads(n)`` in a
 running program), else the BLAS's thread count (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
-``MKL_NUM_THREADS``, else the cores, divided among the MPI ranks on the machine): ``set_threads(1)``
-or ``MINIVAE_NUM_THREADS=1`` makes every computation single-threaded in minivae's own hands (the
-BLAS keeps its threads).  Shares use that
-many threads; :func:`for_rows` outside a share uses them where the setting was given or the BLAS
-lets go of its cores (``OPENBLAS_THREAD_TIMEOUT`` <= 12), else one.  Waking a thread costs tens of
-microseconds, so work below :data:`MIN_SHARE` values per thread (:data:`MIN_THREAD` elements for a
-kernel) stays on the calling thread, and on CuPy everything runs whole (the GPU is parallel
-already).
+``MKL_NUM_THREADS``, else the cores, divided among the MPI ranks on the machine).  Shares use that
+many threads, and draws are made ahead when it is 2 or more; :func:`for_rows` outside a share
+uses them where the setting was given or the BLAS lets go of its cores
+(``OPENBLAS_THREAD_TIMEOUT`` <= 12), else one.  ``set_threads(1)`` or ``MINIVAE_NUM_THREADS=1``
+keeps everything on the calling thread (the BLAS keeps its own threads).  Waking a thread costs
+tens of microseconds, so work below :data:`MIN_SHARE` values per share (:data:`MIN_THREAD`
+elements per thread for a kernel) stays on the calling thread, and on CuPy everything runs whole
+(the GPU is parallel already).
 """
 from __future__ import annotations
 
