@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.workloads import Product, flops_and_bound  # noqa: E402
+from benchmarks.workloads import Product  # noqa: E402
 
 MODEL = dict(image_shape=(1, 28, 28), latent_dim=32, channels=(32, 64, 64), activation="relu",
              likelihood="bernoulli")
@@ -321,8 +321,8 @@ def parse_args(argv=None):
             p.error(f"--{name} must be at least 1")
     if args.warmup is not None and args.warmup < 0:
         p.error("--warmup must be at least 0")
-    args.out = args.out or str(REPO / "benchmarks" / "results"
-                               / ("" if args.isa == "native" else args.isa))
+    from benchmarks.report import results_dir
+    args.out = args.out or results_dir(REPO, args.isa)
     args.argv = argv
     return args
 
@@ -439,17 +439,14 @@ def _ms(x):
 
 def markdown(res) -> str:
     """conv.json as a header and one table (``python benchmarks/conv.py`` prints it too)."""
-    from benchmarks.report import _pct, _ratio, _s, _table, dispatch_text
+    from benchmarks.report import _pct, _ratio, _s, _table, busy_note, dispatch_text
     m, thr = res["meta"], res["throughput"]
     libs = ["minivae"] + (["torch"] if "torch" in m else [])
     lines = ["# minivae ConvVAE vs PyTorch, CPU, float32", ""]
     if m["quick"]:
         lines += ["> **--quick**: 1 repeat of a few steps: this checks the harness; the numbers "
                   "mean nothing.", ""]
-    load = m["load_avg_start"][0]
-    if m["cpu_count"] and load > 0.5 * m["cpu_count"]:
-        lines += [f"> The machine was busy when the run started (load average {load:.1f} on "
-                  f"{m['cpu_count']} cores): timings are unreliable.", ""]
+    lines += busy_note(m)
     commit = m.get("minivae_commit") or "?"
     commit += " (dirty: uncommitted changes to tracked files)" if commit.endswith("+changes") else ""
     hw = [f"{m['cpu']}, {m['cpu_count']} cores",
@@ -476,7 +473,7 @@ def markdown(res) -> str:
               f"{st['adam']['lr']:g} eps {st['adam']['eps']:g}; data: {m.get('data') or '?'} "
               f"(binarised)",
               f"- **Matrix products (float32, NumPy `a @ b`):** {speed}",
-              f"- **Protocol:** each run a fresh process; "
+              "- **Protocol:** each run a fresh process; "
               + ("minivae and PyTorch alternate, " if len(libs) > 1 else "minivae only, ")
               + f"{st['repeats']} run(s) each, {st['warmup']} untimed step(s) first; a run's time is "
               "the median of its steps; the table gives the median over runs"

@@ -65,6 +65,22 @@ def dispatch_text(m) -> str:
     return text
 
 
+def busy_note(meta) -> list:
+    """A warning line (and a blank one) where the load average at the start was above half the
+    cores, else nothing."""
+    load = meta["load_avg_start"][0]
+    if meta["cpu_count"] and load > 0.5 * meta["cpu_count"]:
+        return [f"> The machine was busy when the run started (load average {load:.1f} on "
+                f"{meta['cpu_count']} cores): timings are unreliable.", ""]
+    return []
+
+
+def results_dir(repo, isa: str) -> str:
+    """Where a run writes by default: benchmarks/results, or its subfolder for a non-native
+    instruction set (results/avx2)."""
+    return str(repo / "benchmarks" / "results" / ("" if isa == "native" else isa))
+
+
 def header(res) -> list:
     m, thr, libs = res["meta"], res["throughput"], _libs(res)
     gpu = m["device"] == "gpu"
@@ -73,10 +89,7 @@ def header(res) -> list:
     if m["quick"]:
         lines += ["> **--quick**: a few steps per workload, 1 repeat, a tiny log-likelihood run: "
                   "this checks the harness; the numbers mean nothing.", ""]
-    load = m["load_avg_start"][0]
-    if m["cpu_count"] and load > 0.5 * m["cpu_count"]:
-        lines += [f"> The machine was busy when the run started (load average {load:.1f} on "
-                  f"{m['cpu_count']} cores): timings are unreliable.", ""]
+    lines += busy_note(m)
     hw = [f"{m['cpu']}, {m['cpu_count']} cores", f"NumPy {m['numpy']} ({m.get('blas') or 'BLAS ?'})"]
     if "torch" in m:
         t = m["torch"]

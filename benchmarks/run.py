@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.report import markdown  # noqa: E402
+from benchmarks.report import markdown, results_dir  # noqa: E402
 from benchmarks.workloads import (BY_ID, N_TEST, WORKLOADS, all_product_keys,  # noqa: E402
                                   epoch_steps, flops_and_bound, plan, step_products)
 
@@ -201,8 +201,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.isa != "native" and args.device == "gpu":
         p.error("--isa is for --device cpu: it sets the CPU instruction set of both libraries")
-    args.out = args.out or str(REPO / "benchmarks" / "results"
-                               / ("" if args.isa == "native" else args.isa))
+    args.out = args.out or results_dir(REPO, args.isa)
     args.argv = argv
     return args
 

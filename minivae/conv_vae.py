@@ -109,7 +109,8 @@ class ConvVAE(VAE):
 
     def share_values(self, k: int) -> int:
         """k (sum_l c_l H_l W_l + O): the decoder's feature maps at each stage l (H_l = H / 2^l)
-        and its outputs, for each of k samples (see :meth:`minivae.model.LatentVariableModel.share_values`)."""
+        and its outputs, for each of k samples
+        (:meth:`minivae.model.LatentVariableModel.share_values`)."""
         _, H, W = self.image_shape
         maps = sum(c * (H >> i) * (W >> i) for i, c in enumerate(self.config["channels"]))
         return k * (maps + self.likelihood.n_outputs(self.x_dim))

@@ -179,6 +179,10 @@ class LatentVariableModel:
         """
         objective, k, beta = self.check_bound_arguments(objective, k, beta)
         x, eps = self._checked_inputs(x, k, eps, rng, check_data)
+        return self._forward(x, eps, objective, beta)
+
+    def _forward(self, x, eps, objective, beta: float):
+        """:meth:`forward` on checked inputs: x (B, P), eps (K, B, eps_dim), the Objective."""
         log_px, log_latent, terms = self.log_weight_terms(x, eps, objective.analytic_kl)
         log_w = beta * log_latent
         log_w = log_w + log_px                                         # (K, B)
@@ -218,19 +222,19 @@ class LatentVariableModel:
         ``check_data`` too.
 
         The examples are independent until the loss sums them, so a batch large enough is cut into
-        shares, one per thread (:func:`minivae.parallel.over_shares`): share s runs
-        :meth:`forward` and :meth:`backward` on its rows with dbound = -1/B (the whole batch's B),
+        shares, one per thread (:func:`minivae.parallel.over_shares`): share s runs the forward
+        (checked once, for the whole batch) and :meth:`backward` on its rows with dbound = -1/B
+        (the whole batch's B),
         and the shares' gradients add up to the batch's (:meth:`_add_shares`).  The noise is
         drawn for the whole batch first, so the result does not depend on the number of threads
         beyond the rounding of that sum.
         """
-        _, k, beta = self.check_bound_arguments(objective, k, beta)
+        objective, k, beta = self.check_bound_arguments(objective, k, beta)
         x, eps = self._checked_inputs(x, k, eps, rng, check_data)
         B = x.shape[0]
 
         def share(s):
-            bound, cache, stats = self.forward(x[s], objective, k, beta, eps[:, s],
-                                               check_data=False)
+            bound, cache, stats = self._forward(x[s], eps[:, s], objective, beta)
             dbound = self.xp.full(bound.shape[0], -1.0 / B, dtype=self.dtype)
             return -bound.sum() / B, self.backward(dbound, cache), stats, bound.shape[0]
 
@@ -314,11 +318,11 @@ class LatentVariableModel:
               *, check_data: bool = True):
         """The bound per example (B,), in nats, without gradients (see :meth:`forward`); the
         examples in shares over threads, as in :meth:`loss_and_grads`."""
-        _, k, beta = self.check_bound_arguments(objective, k, beta)
+        objective, k, beta = self.check_bound_arguments(objective, k, beta)
         x, eps = self._checked_inputs(x, k, eps, rng, check_data)
 
         def share(s):
-            return self.forward(x[s], objective, k, beta, eps[:, s], check_data=False)[0]
+            return self._forward(x[s], eps[:, s], objective, beta)[0]
 
         parts = parallel.over_shares(share, x.shape[0], x.shape[0] * self.share_values(k), like=x)
         return parts[0] if len(parts) == 1 else self.xp.concatenate(parts)

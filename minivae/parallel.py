@@ -198,9 +198,7 @@ def blas_thread_control():
     (under whichever name the loaded library exports them) as Python functions, or None where
     NumPy's BLAS is not an OpenBLAS that can be found."""
     global _blas
-    if _blas is None:
-        import numpy                                         # loads the BLAS if nothing has
-        del numpy
+    if _blas is None:                                        # NumPy, and so its BLAS, is loaded
         _blas = False
         for path in _loaded_openblas():
             try:

@@ -13,7 +13,8 @@ One epoch, for a model on a backend ``be`` (NumPy or CuPy):
 
 The next batch (its rows, binarisation and eps) is drawn on another thread while this step runs
 (:func:`minivae.parallel.ahead`), in the same order from the same generator, so the draws are the
-same; and the step's examples go in shares over threads (:meth:`~minivae.model.LatentVariableModel.loss_and_grads`).
+same; and the step's examples go in shares over threads
+(:meth:`~minivae.model.LatentVariableModel.loss_and_grads`).
 
 Every random draw of epoch e depends only on (seed, e), so a run resumed after epoch e
 continues exactly as an uninterrupted one would.  Losses stay on the device during the epoch

@@ -14,7 +14,6 @@ import hashlib
 import io
 import os
 import pickle
-import socket
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from minivae import data
+from tests.offline import isolate
 from minivae.data import (CIFAR_ARCHIVE, CIFAR_DIR, CIFAR_RECORD, DataError, find_dataset,
                           load_dataset, parse_cifar_batch, read_cifar_archive)
 
@@ -59,20 +59,8 @@ def write_tar(path: Path, members: dict[str, bytes], symlinks=()) -> str:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """A fresh HOME, no XDG_CACHE_HOME / MINIVAE_DATA, a fake /usr/share/datasets, no network
-    (as in tests/test_data.py)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.delenv("MINIVAE_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "usr-share-datasets")
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a test tried to use the network")
-    monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    return SimpleNamespace(home=home)
+    """A fresh HOME, no XDG_CACHE_HOME / MINIVAE_DATA, a fake /usr/share/datasets, no network."""
+    return isolate(tmp_path, monkeypatch)
 
 
 def one_sentence(err: pytest.ExceptionInfo) -> str:

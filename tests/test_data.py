@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minivae import data
+from tests.offline import isolate
 from minivae.data import (DataError, binarize, binarize_fixed, candidate_dirs, find_dataset,
                           load_dataset, parse_idx, read_idx)
 
@@ -76,22 +76,8 @@ def leftovers(folder: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """A fresh HOME, no XDG_CACHE_HOME / MINIVAE_DATA, a fake /usr/share/datasets, no network."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.delenv("MINIVAE_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "usr-share-datasets")
-    offline_mirror = (tmp_path / "no-mirror").as_uri() + "/"
-    for name, spec in list(data.DATASETS.items()):
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, mirrors=(offline_mirror,)))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a test tried to use the network")
-    monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    return SimpleNamespace(home=home)
+    """A fresh HOME, no XDG_CACHE_HOME / MINIVAE_DATA, a fake /usr/share/datasets, no network, no download mirror."""
+    return isolate(tmp_path, monkeypatch, no_mirrors=True)
 
 
 @pytest.fixture
